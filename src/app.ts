@@ -1,0 +1,35 @@
+// createApp(deps): the Hono app. No I/O happens at import; tests drive it with app.request().
+import { Hono } from "hono";
+import type { Logger } from "pino";
+import type { PullThrough } from "./cache/pull-through.js";
+import { RegistryError } from "./oci/errors.js";
+import { errorResponse, API_VERSION_HEADER } from "./http/send.js";
+import { registerRegistryRoutes } from "./http/registry-routes.js";
+import type { UpstreamTable } from "./upstream/routing.js";
+
+export interface AppDeps {
+  readonly pullThrough: PullThrough;
+  readonly upstreams: UpstreamTable;
+  readonly logger: Logger;
+}
+
+export function createApp(deps: AppDeps): Hono {
+  const app = new Hono();
+
+  app.get("/healthz", (c) => c.json({ status: "ok" }, 200, API_VERSION_HEADER));
+
+  registerRegistryRoutes(app, deps);
+
+  app.notFound((c) => errorResponse(new RegistryError("NAME_UNKNOWN", "no such endpoint"), c.req.method));
+
+  app.onError((err, c) => {
+    if (err instanceof RegistryError) {
+      if (err.status >= 500) deps.logger.warn({ code: err.code, status: err.status, path: c.req.path, reason: err.message }, "request failed");
+      return errorResponse(err, c.req.method);
+    }
+    deps.logger.error({ err, path: c.req.path }, "unexpected error");
+    return errorResponse(new RegistryError("UNKNOWN", "internal error"), c.req.method);
+  });
+
+  return app;
+}

@@ -1,0 +1,45 @@
+// Where everything lives under dataDir. Content is addressed by digest; tag
+// records by (upstream, repository, tag). Temp files share the filesystem with
+// their final place so that publishing one is a rename.
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import type { Digest } from "../oci/digest.js";
+
+export interface TagKey {
+  readonly upstream: string;
+  readonly repository: string;
+  readonly tag: string;
+}
+
+export class Layout {
+  readonly root: string;
+  readonly tmpDir: string;
+
+  constructor(root: string) {
+    this.root = root;
+    this.tmpDir = join(root, "tmp");
+  }
+
+  blob(d: Digest): string {
+    return join(this.root, "blobs", d.algorithm, d.hex.slice(0, 2), d.hex);
+  }
+
+  manifest(d: Digest): string {
+    return join(this.root, "manifests", d.algorithm, d.hex.slice(0, 2), d.hex);
+  }
+
+  /** Repository components never start with "_" (name grammar), so "_tags" cannot collide. */
+  tag(k: TagKey): string {
+    return join(this.root, "repositories", upstreamDir(k.upstream), ...k.repository.split("/"), "_tags", `${k.tag}.json`);
+  }
+
+  /** A fresh temp path; the prefix lets start-up cleanup know what it is. */
+  temp(kind: string): string {
+    return join(this.tmpDir, `${kind}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
+  }
+}
+
+/** "localhost:5000" → "localhost_5000": a directory name on every filesystem. */
+export function upstreamDir(host: string): string {
+  return host.replace(/[^a-zA-Z0-9.-]/g, "_");
+}

@@ -1,0 +1,39 @@
+// Turning results into responses. Streamed bodies go straight from the Node
+// stream to the socket when tug runs under @hono/node-server (no Web-stream
+// conversion on the hot path); under app.request() (tests) they become a Response.
+import { Readable, pipeline } from "node:stream";
+import type { Context } from "hono";
+import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
+import type { ServerResponse } from "node:http";
+import { RegistryError } from "../oci/errors.js";
+
+export const API_VERSION_HEADER = { "Docker-Distribution-API-Version": "registry/2.0" } as const;
+
+interface NodeBindings {
+  outgoing?: ServerResponse;
+}
+
+export function sendStream(c: Context, status: number, headers: Record<string, string>, body: Readable | undefined): Response {
+  const outgoing = (c.env as NodeBindings | undefined)?.outgoing;
+  const all: Record<string, string> = { ...API_VERSION_HEADER, ...headers };
+  if (outgoing && body) {
+    outgoing.writeHead(status, all);
+    pipeline(body, outgoing, () => {
+      // On error pipeline destroys both: the client sees a cut connection, never a clean end.
+    });
+    return RESPONSE_ALREADY_SENT;
+  }
+  if (!body) return new Response(null, { status, headers: all });
+  return new Response(Readable.toWeb(body) as ReadableStream<Uint8Array>, { status, headers: all });
+}
+
+export function sendBytes(c: Context, status: number, headers: Record<string, string>, body: Uint8Array | undefined): Response {
+  void c;
+  return new Response((body ?? null) as BodyInit | null, { status, headers: { ...API_VERSION_HEADER, ...headers } });
+}
+
+export function errorResponse(err: RegistryError, method: string): Response {
+  const headers: Record<string, string> = { ...API_VERSION_HEADER, "Content-Type": "application/json", ...err.headers };
+  const body = JSON.stringify(err.toJSON());
+  return new Response(method === "HEAD" ? null : body, { status: err.status, headers });
+}
