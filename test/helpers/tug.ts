@@ -70,6 +70,8 @@ export async function startTug(opts: TestTugOptions): Promise<TestTug> {
       offset += ms;
     },
     async stop() {
+      // A test may leave a response unread; its connection must not hold the stop.
+      (running.server as import("node:http").Server).closeAllConnections();
       await running.stop();
       if (!opts.dataDir) await rm(dataDir, { recursive: true, force: true });
     },
