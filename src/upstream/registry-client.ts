@@ -122,12 +122,12 @@ export class RegistryClient {
 
   async #fetchToken(challenge: Challenge, scope: string): Promise<TokenResponse> {
     const realmRaw = challenge.params["realm"];
-    if (!realmRaw) throw new RegistryError("UNAVAILABLE", `upstream ${this.upstream.host} sent a Bearer challenge without a realm`);
+    if (!realmRaw) throw new RegistryError("UNAVAILABLE", `upstream ${this.upstream.host} sent a Bearer challenge without a realm`, { status: 502 });
     let realm: URL;
     try {
       realm = new URL(realmRaw);
     } catch {
-      throw new RegistryError("UNAVAILABLE", `upstream ${this.upstream.host} sent an invalid token realm`);
+      throw new RegistryError("UNAVAILABLE", `upstream ${this.upstream.host} sent an invalid token realm`, { status: 502 });
     }
     if (challenge.params["service"] !== undefined) realm.searchParams.set("service", challenge.params["service"]);
     realm.searchParams.set("scope", scope);
@@ -144,7 +144,7 @@ export class RegistryClient {
       }
     }
     if (forbiddenRedirectHost(realm.hostname)) {
-      throw new RegistryError("UNAVAILABLE", `upstream ${this.upstream.host} named a forbidden token realm`);
+      throw new RegistryError("UNAVAILABLE", `upstream ${this.upstream.host} named a forbidden token realm`, { status: 502 });
     }
     let res: Dispatcher.ResponseData;
     try {
@@ -174,10 +174,10 @@ export class RegistryClient {
     try {
       body = JSON.parse(text.toString("utf8")) as typeof body;
     } catch {
-      throw new RegistryError("UNAVAILABLE", `upstream ${this.upstream.host} token endpoint sent invalid JSON`);
+      throw new RegistryError("UNAVAILABLE", `upstream ${this.upstream.host} token endpoint sent invalid JSON`, { status: 502 });
     }
     const token = typeof body.token === "string" ? body.token : typeof body.access_token === "string" ? body.access_token : undefined;
-    if (!token) throw new RegistryError("UNAVAILABLE", `upstream ${this.upstream.host} token endpoint sent no token`);
+    if (!token) throw new RegistryError("UNAVAILABLE", `upstream ${this.upstream.host} token endpoint sent no token`, { status: 502 });
     const now = (this.#deps.now ?? Date.now)();
     const expiresIn = typeof body.expires_in === "number" && body.expires_in > 0 ? body.expires_in : 60;
     const issued = typeof body.issued_at === "string" ? Date.parse(body.issued_at) : NaN;
@@ -211,17 +211,17 @@ export class RegistryClient {
       const status = res.statusCode;
       if (status >= 300 && status < 400 && status !== 304 && res.headers["location"] !== undefined) {
         await drain(res.body);
-        if (hop >= MAX_REDIRECTS) throw new RegistryError("UNAVAILABLE", `upstream ${this.upstream.host} redirected too many times`);
+        if (hop >= MAX_REDIRECTS) throw new RegistryError("UNAVAILABLE", `upstream ${this.upstream.host} redirected too many times`, { status: 502 });
         const location = headerValue(res.headers["location"])!;
         let next: URL;
         try {
           next = new URL(location, target);
         } catch {
-          throw new RegistryError("UNAVAILABLE", `upstream ${this.upstream.host} sent an invalid redirect`);
+          throw new RegistryError("UNAVAILABLE", `upstream ${this.upstream.host} sent an invalid redirect`, { status: 502 });
         }
         if ((next.protocol !== "https:" && next.protocol !== "http:") || forbiddenRedirectHost(next.hostname)) {
           this.#deps.logger.warn({ upstream: this.upstream.host, target: next.host }, "refused a redirect to a forbidden address");
-          throw new RegistryError("UNAVAILABLE", `upstream ${this.upstream.host} redirected to a forbidden address`);
+          throw new RegistryError("UNAVAILABLE", `upstream ${this.upstream.host} redirected to a forbidden address`, { status: 502 });
         }
         target = next;
         continue;

@@ -206,7 +206,7 @@ describe("blobs", () => {
 
   it("wrong bytes for a digest abort the client's response (never a clean 200) and cache nothing", async () => {
     const wrong = Buffer.from(fx.blob);
-    wrong[wrong.length - 1] ^= 0xff;
+    wrong.writeUInt8(wrong.readUInt8(wrong.length - 1) ^ 0xff, wrong.length - 1);
     up.on(B, { kind: "bytes", body: wrong });
     const got = await readBody(await fetch(tug.url + B));
     expect(got.error).toBeDefined();
