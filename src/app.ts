@@ -6,15 +6,27 @@ import { RegistryError } from "./oci/errors.js";
 import { errorResponse, API_VERSION_HEADER } from "./http/send.js";
 import { registerRegistryRoutes } from "./http/registry-routes.js";
 import type { UpstreamTable } from "./upstream/routing.js";
+import type { Metrics } from "./observability/metrics.js";
+import { requestObserver } from "./http/request-observer.js";
 
 export interface AppDeps {
   readonly pullThrough: PullThrough;
   readonly upstreams: UpstreamTable;
   readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** One log line per request (default true). */
+  readonly accessLog?: boolean;
 }
 
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
+
+  app.use(requestObserver({ metrics: deps.metrics, logger: deps.logger, accessLog: deps.accessLog ?? true }));
+
+  app.get("/metrics", async (c) => {
+    const body = await deps.metrics.registry.metrics();
+    return c.body(body, 200, { "Content-Type": deps.metrics.registry.contentType });
+  });
 
   app.get("/healthz", (c) => c.json({ status: "ok" }, 200, API_VERSION_HEADER));
 

@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net";
 import type { Config } from "./config/index.js";
 import { createLogger } from "./observability/logger.js";
 import { createRuntime, type Runtime } from "./runtime.js";
+import { Metrics } from "./observability/metrics.js";
 
 export interface RunningServer {
   readonly runtime: Runtime;
@@ -15,7 +16,7 @@ export interface RunningServer {
 }
 
 export async function startServer(config: Config, runtime?: Runtime): Promise<RunningServer> {
-  const rt = runtime ?? (await createRuntime(config, { logger: createLogger(config.log.level) }));
+  const rt = runtime ?? (await createRuntime(config, { logger: createLogger(config.log.level), metrics: new Metrics({ processMetrics: true }) }));
   const server = await new Promise<ServerType>((resolve, reject) => {
     const s = serve({ fetch: rt.app.fetch, hostname: config.listen.host, port: config.listen.port }, () => resolve(s));
     s.once("error", reject);

@@ -16,6 +16,7 @@ import { DiskTagStore } from "./cache/tag-store.js";
 import { RegistryClient } from "./upstream/registry-client.js";
 import { UpstreamTable, type Route } from "./upstream/routing.js";
 import { TokenCache } from "./upstream/token-cache.js";
+import { Metrics } from "./observability/metrics.js";
 
 export interface Runtime {
   readonly config: Config;
@@ -24,17 +25,23 @@ export interface Runtime {
   readonly blobs: BlobStore;
   readonly layout: Layout;
   readonly logger: Logger;
+  readonly metrics: Metrics;
   close(): Promise<void>;
 }
 
 export interface RuntimeOptions {
   readonly logger: Logger;
   readonly now?: () => number;
+  readonly metrics?: Metrics;
+  /** One log line per request (default true). */
+  readonly accessLog?: boolean;
 }
 
 export async function createRuntime(config: Config, opts: RuntimeOptions): Promise<Runtime> {
   const { logger } = opts;
   const now = opts.now ?? Date.now;
+  const metrics = opts.metrics ?? new Metrics();
+  metrics.diskBudget.set(config.cache.maxSize);
   const layout = new Layout(config.dataDir);
   await mkdir(layout.tmpDir, { recursive: true });
   await removeAbandonedTemps(layout, logger);
@@ -49,7 +56,7 @@ export async function createRuntime(config: Config, opts: RuntimeOptions): Promi
   const table = new UpstreamTable(config);
   const clients = new Map<string, RegistryClient>();
   for (const u of table.all()) {
-    clients.set(u.host, new RegistryClient(u, { dispatcher, tokens, timeouts: config.timeouts, logger, now }));
+    clients.set(u.host, new RegistryClient(u, { dispatcher, tokens, timeouts: config.timeouts, logger, metrics, now }));
   }
   const clientFor = (route: Route): RegistryClient => clients.get(route.upstream.host)!;
 
@@ -60,10 +67,11 @@ export async function createRuntime(config: Config, opts: RuntimeOptions): Promi
     blobs,
     clientFor,
     logger,
+    metrics,
     now,
     options: { tagTTL: config.cache.tagTTL, staleIfError: config.cache.staleIfError, fillTimeout: config.timeouts.fill },
   });
-  const app = createApp({ pullThrough, upstreams: table, logger });
+  const app = createApp({ pullThrough, upstreams: table, logger, metrics, accessLog: opts.accessLog });
   return {
     config,
     app,
@@ -71,6 +79,7 @@ export async function createRuntime(config: Config, opts: RuntimeOptions): Promi
     blobs,
     layout,
     logger,
+    metrics,
     async close() {
       await dispatcher.close().catch(() => undefined);
     },

@@ -16,6 +16,7 @@ import type { ManifestStore, StoredManifest } from "./manifest-store.js";
 import { parseRange, type ByteRange } from "./range.js";
 import { tagFreshness, type TagRecord, type TagStore } from "./tag-store.js";
 import type { TagKey } from "./layout.js";
+import type { Metrics } from "../observability/metrics.js";
 
 /** HIT: from cache, no upstream contact. REVALIDATED: cache confirmed by an upstream HEAD. MISS: fetched. STALE: served from cache because the upstream failed. */
 export type CacheStatus = "HIT" | "MISS" | "REVALIDATED" | "STALE";
@@ -48,6 +49,7 @@ export interface PullThroughDeps {
   readonly blobs: BlobStore;
   readonly clientFor: (route: Route) => RegistryClient;
   readonly logger: Logger;
+  readonly metrics: Metrics;
   readonly now: () => number;
   readonly options: PullThroughOptions;
 }
@@ -64,6 +66,12 @@ export class PullThrough {
   // ---- manifests ---------------------------------------------------------
 
   async manifest(route: Route, ref: Reference): Promise<ManifestResult> {
+    const r = await this.#manifest(route, ref);
+    this.#d.metrics.cacheRequests.inc({ kind: "manifest", outcome: r.cache.toLowerCase() });
+    return r;
+  }
+
+  async #manifest(route: Route, ref: Reference): Promise<ManifestResult> {
     if (ref.kind === "digest") {
       const cached = await this.#d.manifests.get(ref.digest);
       if (cached) return { manifest: cached, cache: "HIT" };
@@ -153,6 +161,7 @@ export class PullThrough {
         detail: { claimed, actual: actual.value },
       });
     }
+    this.#d.metrics.upstreamBytes.inc({ upstream: route.upstream.host }, bytes.length);
     const mediaType = manifestMediaType(headerValue(res.headers["content-type"]), bytes);
     return this.#d.manifests.put(actual, mediaType, bytes);
   }
@@ -160,6 +169,12 @@ export class PullThrough {
   // ---- blobs -------------------------------------------------------------
 
   async blob(route: Route, digest: Digest, method: "GET" | "HEAD", rangeHeader: string | undefined): Promise<BlobResult> {
+    const r = await this.#blob(route, digest, method, rangeHeader);
+    this.#d.metrics.cacheRequests.inc({ kind: "blob", outcome: r.cache.toLowerCase() });
+    return r;
+  }
+
+  async #blob(route: Route, digest: Digest, method: "GET" | "HEAD", rangeHeader: string | undefined): Promise<BlobResult> {
     const { blobs } = this.#d;
     const committed = await blobs.stat(digest);
     if (committed) {
@@ -171,9 +186,12 @@ export class PullThrough {
     }
     let fill = blobs.fillFor(digest);
     if (!fill && method === "HEAD") return this.#headBlob(route, digest);
-    if (!fill) {
+    if (fill) {
+      this.#d.metrics.coalesced.inc({ kind: "blob" });
+    } else {
+      if (this.#blobFlight.has(digest.value)) this.#d.metrics.coalesced.inc({ kind: "blob" });
       fill = await this.#blobFlight.run(digest.value, () => this.#startFill(route, digest));
-      if (!fill) return this.blob(route, digest, method, rangeHeader); // committed meanwhile
+      if (!fill) return this.#blob(route, digest, method, rangeHeader); // committed meanwhile
     }
     const size = fill.size;
     const range = size !== undefined ? parseRange(rangeHeader, size) : undefined;
@@ -196,6 +214,12 @@ export class PullThrough {
     const len = headerValue(res.headers["content-length"]);
     const expected = len !== undefined && /^\d+$/.test(len) ? Number(len) : undefined;
     const fill = blobs.startFill(digest, res.body, expected, options.fillTimeout);
+    const { metrics } = this.#d;
+    metrics.fillsInFlight.inc();
+    fill.finished.then(
+      () => metrics.upstreamBytes.inc({ upstream: route.upstream.host }, fill.written),
+      () => metrics.upstreamErrors.inc({ upstream: route.upstream.host, reason: fillFailureReason(fill.error) }),
+    ).finally(() => metrics.fillsInFlight.dec());
     fill.finished.catch((err: unknown) => {
       this.#d.logger.warn({ upstream: route.upstream.host, digest: digest.value, reason: (err as Error).message }, "blob fill abandoned: nothing was cached");
     });
@@ -211,6 +235,14 @@ export class PullThrough {
     const size = len !== undefined && /^\d+$/.test(len) ? Number(len) : undefined;
     return { status: 200, digest, size, range: undefined, body: undefined, cache: "MISS" };
   }
+}
+
+function fillFailureReason(err: Error | undefined): string {
+  const m = err?.message ?? "";
+  if (m.includes("do not match")) return "digest_mismatch";
+  if (m.includes("cut short") || m.includes("more bytes")) return "truncated";
+  if (m.includes("time")) return "timeout";
+  return "unreachable";
 }
 
 function tooLarge(route: Route): RegistryError {

@@ -37,11 +37,16 @@ export function registerRegistryRoutes(app: Hono, deps: RegistryRoutesDeps): voi
       throw new RegistryError("NAME_UNKNOWN", "no such endpoint", { status: 404 });
     }
     const route = resolveRoute(path.name, url.searchParams.get("ns") ?? undefined, deps.upstreams);
+    const notes = c.get("notes");
+    notes.upstream = route.upstream.host;
 
     if (path.kind === "manifest") {
       const ref = parseReference(path.reference);
       if (method !== "GET" && method !== "HEAD") throw unsupported(method);
       const { manifest, cache } = await deps.pullThrough.manifest(route, ref);
+      notes.cache = cache;
+      notes.bytes = manifest.bytes.length;
+      notes.source = cache === "MISS" ? "upstream" : "cache";
       return sendBytes(
         c,
         200,
@@ -73,6 +78,9 @@ export function registerRegistryRoutes(app: Hono, deps: RegistryRoutesDeps): voi
       } else if (r.size !== undefined) {
         headers["Content-Length"] = String(r.size);
       }
+      notes.cache = r.cache;
+      notes.source = r.cache === "MISS" ? "upstream" : "cache";
+      if (headers["Content-Length"] !== undefined) notes.bytes = Number(headers["Content-Length"]);
       return sendStream(c, r.status, headers, r.body);
     }
 

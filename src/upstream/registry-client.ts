@@ -10,6 +10,7 @@ import { RegistryError } from "../oci/errors.js";
 import { pickChallenge, repositoryScope, type Challenge } from "./challenge.js";
 import { forbiddenRedirectHost, realmAllowed } from "./realm-policy.js";
 import type { TokenCache, TokenResponse } from "./token-cache.js";
+import type { Metrics } from "../observability/metrics.js";
 
 export interface UpstreamTimeouts {
   /** ms to wait for response headers */
@@ -39,6 +40,7 @@ export interface RegistryClientDeps {
   readonly tokens: TokenCache;
   readonly timeouts: UpstreamTimeouts;
   readonly logger: Logger;
+  readonly metrics?: Metrics;
   readonly now?: () => number;
 }
 
@@ -146,6 +148,7 @@ export class RegistryClient {
     if (forbiddenRedirectHost(realm.hostname)) {
       throw new RegistryError("UNAVAILABLE", `upstream ${this.upstream.host} named a forbidden token realm`, { status: 502 });
     }
+    this.#deps.metrics?.tokenFetches.inc({ upstream: this.upstream.host });
     let res: Dispatcher.ResponseData;
     try {
       res = await request(realm, {
@@ -196,6 +199,9 @@ export class RegistryClient {
       // bucket we were redirected to (PROTOCOL.md lesson 18).
       if (auth !== undefined && target.origin === this.#origin.origin) headers["authorization"] = auth;
       let res: Dispatcher.ResponseData;
+      const metrics = this.#deps.metrics;
+      const host = this.upstream.host;
+      const started = process.hrtime.bigint();
       try {
         res = await request(target, {
           method,
@@ -206,9 +212,17 @@ export class RegistryClient {
           signal: opts.signal,
         });
       } catch (err) {
-        throw translateNetworkError(err, this.upstream.host);
+        const e = translateNetworkError(err, host);
+        metrics?.upstreamRequests.inc({ upstream: host, method, status: "error" });
+        metrics?.upstreamErrors.inc({ upstream: host, reason: e.status === 504 ? "timeout" : "unreachable" });
+        throw e;
       }
       const status = res.statusCode;
+      if (metrics) {
+        metrics.upstreamDuration.observe({ upstream: host }, Number(process.hrtime.bigint() - started) / 1e9);
+        metrics.upstreamRequests.inc({ upstream: host, method, status: String(status) });
+        if (status >= 500 || status === 429) metrics.upstreamErrors.inc({ upstream: host, reason: status === 429 ? "status_429" : "status_5xx" });
+      }
       if (status >= 300 && status < 400 && status !== 304 && res.headers["location"] !== undefined) {
         await drain(res.body);
         if (hop >= MAX_REDIRECTS) throw new RegistryError("UNAVAILABLE", `upstream ${this.upstream.host} redirected too many times`, { status: 502 });
