@@ -26,7 +26,8 @@ export interface Runtime {
   readonly layout: Layout;
   readonly logger: Logger;
   readonly metrics: Metrics;
-  close(): Promise<void>;
+  /** Finishes (up to graceMs) or abandons fills, then closes upstream connections. */
+  close(graceMs?: number): Promise<void>;
 }
 
 export interface RuntimeOptions {
@@ -80,7 +81,8 @@ export async function createRuntime(config: Config, opts: RuntimeOptions): Promi
     layout,
     logger,
     metrics,
-    async close() {
+    async close(graceMs = 10_000) {
+      await blobs.drain(graceMs);
       await dispatcher.close().catch(() => undefined);
     },
   };

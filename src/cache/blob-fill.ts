@@ -45,8 +45,16 @@ export class BlobFill extends EventEmitter {
     return this.state === "done" ? this.written : this.expectedSize;
   }
 
+  #body: Readable | undefined;
+
+  /** Abandons the fill: readers get an error, the temp file is removed. */
+  abort(reason: string): void {
+    this.#body?.destroy(new RegistryError("UNAVAILABLE", reason));
+  }
+
   /** Pumps body into the temp file. Resolves when the fill has settled either way. */
   async run(body: Readable, opts: { timeoutMs: number }): Promise<void> {
+    this.#body = body;
     let fh: FileHandle | undefined;
     const timer = setTimeout(() => body.destroy(new RegistryError("UNAVAILABLE", "blob fill exceeded its time limit", { status: 504 })), opts.timeoutMs);
     timer.unref();
@@ -89,6 +97,7 @@ export class BlobFill extends EventEmitter {
       this.emit("failed", this.error);
     } finally {
       clearTimeout(timer);
+      this.#body = undefined;
     }
   }
 }

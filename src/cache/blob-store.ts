@@ -56,6 +56,24 @@ export class BlobStore {
     return new FillReader(fill, start, endInclusive);
   }
 
+  /**
+   * For shutdown: lets fills under way finish for up to graceMs, then abandons
+   * the rest cleanly (temp files removed, readers cut off).
+   */
+  async drain(graceMs: number): Promise<void> {
+    const fills = [...this.#fills.values()];
+    if (fills.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, graceMs);
+    });
+    const settled = (f: BlobFill): Promise<void> => f.finished.catch(() => undefined);
+    await Promise.race([Promise.all(fills.map(settled)), deadline]);
+    clearTimeout(timer);
+    for (const f of fills) if (f.state === "running") f.abort("tug is shutting down");
+    await Promise.all(fills.map(settled));
+  }
+
   get fillsInFlight(): number {
     return this.#fills.size;
   }
