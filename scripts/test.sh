@@ -13,6 +13,11 @@ declare -A NEED=(
   [ctr]=containerd
   [redis-server]=redis-server
   [tar]=tar
+  [wrk]=wrk
+  [unshare]=util-linux
+  [kubectl]=kubernetes-client   # kubectl kustomize builds deploy/kubernetes in test/deploy
+  [setpriv]=util-linux          # the production-install test runs tug as a non-root user
+  [openssl]=openssl             # the test token server's self-signed certificate (test/helpers/token-server.ts)
 )
 missing=()
 for tool in "${!NEED[@]}"; do

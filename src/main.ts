@@ -6,25 +6,44 @@ import type { Config } from "./config/index.js";
 import { createLogger } from "./observability/logger.js";
 import { createRuntime, type Runtime } from "./runtime.js";
 import { Metrics } from "./observability/metrics.js";
+import { tuneHeap } from "./observability/heap-tuning.js";
 
 export interface RunningServer {
   readonly runtime: Runtime;
   readonly server: ServerType;
   readonly port: number;
   readonly url: string;
-  stop(): Promise<void>;
+  /**
+   * Stops accepting at once, lets in-flight responses and blob fills finish for
+   * up to graceMs (default 10 s), then cuts what is left, abandons unfinished
+   * fills cleanly (temp files removed) and closes the runtime.
+   */
+  stop(graceMs?: number): Promise<void>;
 }
 
 export async function startServer(config: Config, runtime?: Runtime): Promise<RunningServer> {
-  const rt = runtime ?? (await createRuntime(config, { logger: createLogger(config.log.level), metrics: new Metrics({ processMetrics: true }) }));
+  const rt = runtime ?? (await createRuntime(config, { logger: createLogger(config.log.level, { format: config.log.format }), metrics: new Metrics({ processMetrics: true }) }));
   const server = await new Promise<ServerType>((resolve, reject) => {
-    const s = serve({ fetch: rt.app.fetch, hostname: config.listen.host, port: config.listen.port }, () => resolve(s));
+    const s = serve(
+      // maxHeaderSize: larger request headers get 431 before any handler runs.
+      {
+        fetch: rt.app.fetch,
+        hostname: config.listen.host,
+        port: config.listen.port,
+        serverOptions: {
+          maxHeaderSize: config.limits.maxHeaderSize,
+          // Node checks headersTimeout/requestTimeout only this often (default 30 s): keep it a fraction of them.
+          connectionsCheckingInterval: Math.max(250, Math.min(5_000, Math.floor(Math.min(config.limits.clientHeadersTimeout, config.limits.clientRequestTimeout) / 4))),
+        },
+      },
+      () => resolve(s),
+    );
     s.once("error", reject);
   });
   const http = server as Server;
   // Slow-loris bounds: a client must send its headers and request promptly.
-  http.headersTimeout = 30_000;
-  http.requestTimeout = 60_000;
+  http.headersTimeout = config.limits.clientHeadersTimeout;
+  http.requestTimeout = config.limits.clientRequestTimeout;
   http.keepAliveTimeout = 65_000;
   const port = (server.address() as AddressInfo).port;
   const host = config.listen.host.includes(":") ? `[${config.listen.host}]` : config.listen.host;
@@ -34,17 +53,28 @@ export async function startServer(config: Config, runtime?: Runtime): Promise<Ru
     server,
     port,
     url,
-    async stop() {
-      await new Promise<void>((resolve) => {
-        http.close(() => resolve());
-        http.closeIdleConnections();
+    async stop(graceMs = 10_000) {
+      const closed = new Promise<void>((resolve) => http.close(() => resolve()));
+      http.closeIdleConnections();
+      // A keep-alive connection whose response just finished is idle now: close it too.
+      const sweep = setInterval(() => http.closeIdleConnections(), 50);
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<"deadline">((resolve) => {
+        timer = setTimeout(() => resolve("deadline"), graceMs);
       });
-      await rt.close();
+      const outcome = await Promise.race([Promise.all([closed, rt.blobs.drain(graceMs)]), deadline]);
+      clearInterval(sweep);
+      clearTimeout(timer);
+      if (outcome === "deadline") rt.logger.warn({ graceMs }, "shutdown deadline reached: cutting remaining connections and fills");
+      http.closeAllConnections();
+      await closed;
+      await rt.close(0);
     },
   };
 }
 
 export async function main(config: Config): Promise<void> {
+  tuneHeap();
   const running = await startServer(config);
   const { logger } = running.runtime;
   logger.info({ listen: `${config.listen.host}:${running.port}`, dataDir: config.dataDir, upstreams: Object.keys(config.upstreams) }, "tug is serving");
@@ -52,15 +82,24 @@ export async function main(config: Config): Promise<void> {
   const shutdown = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, "shutting down: finishing in-flight requests");
-    const deadline = setTimeout(() => {
-      logger.warn("shutdown deadline reached: closing remaining connections");
-      (running.server as Server).closeAllConnections();
-    }, 25_000);
-    deadline.unref();
-    running.stop().then(
-      () => process.exit(0),
-      () => process.exit(1),
+    // /readyz turns 503 at once, so a load balancer stops routing here while in-flight requests finish.
+    running.runtime.readiness.markDraining();
+    const grace = config.limits.shutdownGrace;
+    logger.info({ signal, graceMs: grace }, "shutting down: finishing in-flight requests");
+    // A backstop only: stop() itself cuts everything at the grace deadline.
+    setTimeout(() => {
+      logger.warn("shutdown did not complete after the grace period: exiting");
+      process.exit(0);
+    }, grace + 5_000).unref();
+    running.stop(grace).then(
+      () => {
+        logger.info("shut down cleanly");
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
     );
   };
   process.on("SIGTERM", () => shutdown("SIGTERM"));

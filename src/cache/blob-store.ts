@@ -1,12 +1,13 @@
 // Blobs on disk by digest, and the fills under way in this process. A blob is
 // either committed (its file at Layout.blob, verified) or being filled (a
 // BlobFill with a temp file that readers follow); nothing else is ever served.
-import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import type { Digest } from "../oci/digest.js";
 import { BlobFill, FillReader } from "./blob-fill.js";
+import { FileRangeStream } from "./file-range-stream.js";
 import type { Layout } from "./layout.js";
+import type { DiskBudget } from "./evictor.js";
 
 export interface CommittedBlob {
   readonly path: string;
@@ -16,25 +17,43 @@ export interface CommittedBlob {
 export class BlobStore {
   readonly #layout: Layout;
   readonly #fills = new Map<string, BlobFill>();
+  readonly #budget: DiskBudget | undefined;
 
-  constructor(layout: Layout) {
+  constructor(layout: Layout, budget?: DiskBudget) {
     this.#layout = layout;
+    this.#budget = budget;
   }
 
   async stat(d: Digest): Promise<CommittedBlob | undefined> {
     const path = this.#layout.blob(d);
+    const budget = this.#budget;
+    // Being evicted right now: a miss (refetched), never a file that vanishes mid-response.
+    if (budget?.isEvicting(path)) return undefined;
+    budget?.touch(path);
+    // Pinned from before the stat until just after the caller resumes, so the
+    // evictor cannot remove the file between this answer and the caller's read() pin.
+    const unpin = budget?.pin(path);
     try {
       const st = await stat(path);
       return st.isFile() ? { path, size: st.size } : undefined;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+        budget?.forget(path);
+        return undefined;
+      }
       throw err;
+    } finally {
+      if (unpin) setImmediate(unpin);
     }
   }
 
   /** Bytes [start, end] of a committed blob. */
   read(blob: CommittedBlob, start: number, endInclusive: number): Readable {
-    return createReadStream(blob.path, { start, end: endInclusive, highWaterMark: 1 << 20 });
+    // Served by sendTo (file → pooled buffer → socket) under Node; a plain Readable elsewhere.
+    const stream = new FileRangeStream(blob.path, start, endInclusive);
+    const unpin = this.#budget?.pin(blob.path);
+    if (unpin) stream.once("close", unpin);
+    return stream;
   }
 
   /** The fill under way for d in this process, if any. */
@@ -46,14 +65,26 @@ export class BlobStore {
   startFill(d: Digest, body: Readable, expectedSize: number | undefined, timeoutMs: number): BlobFill {
     const fill = new BlobFill(d, this.#layout.temp(`blob-${d.hex.slice(0, 12)}`), this.#layout.blob(d), expectedSize);
     this.#fills.set(d.value, fill);
+    const budget = this.#budget;
+    const unreserve = budget?.reserve(expectedSize ?? 0);
+    fill.onSpill = (f) => {
+      // Disk full: later requests start afresh (room is being made) instead of joining a pass-through.
+      if (this.#fills.get(d.value) === f) this.#fills.delete(d.value);
+      budget?.noSpace(Math.max(f.expectedSize ?? 0, f.written) + (1 << 20));
+    };
     void fill.run(body, { timeoutMs }).finally(() => {
       if (this.#fills.get(d.value) === fill) this.#fills.delete(d.value);
+      unreserve?.();
+      if (fill.cached) budget?.added(fill.finalPath, "blob", fill.written);
     });
     return fill;
   }
 
   follow(fill: BlobFill, start: number, endInclusive: number): Readable {
-    return new FillReader(fill, start, endInclusive);
+    const reader = new FillReader(fill, start, endInclusive);
+    const unpin = this.#budget?.pin(fill.finalPath);
+    if (unpin) reader.once("close", unpin);
+    return reader;
   }
 
   /**

@@ -4,6 +4,7 @@
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { Digest } from "../oci/digest.js";
+import { INSTANCE_ID } from "../coordination/instance-id.js";
 
 export interface TagKey {
   readonly upstream: string;
@@ -28,14 +29,23 @@ export class Layout {
     return join(this.root, "manifests", d.algorithm, d.hex.slice(0, 2), d.hex);
   }
 
+  /** The private mark of a digest (see auth/private-index.ts): which routes it was fetched through with a client's token. */
+  privateMark(d: Digest): string {
+    return join(this.root, "private", d.algorithm, d.hex.slice(0, 2), `${d.hex}.json`);
+  }
+
   /** Repository components never start with "_" (name grammar), so "_tags" cannot collide. */
   tag(k: TagKey): string {
     return join(this.root, "repositories", upstreamDir(k.upstream), ...k.repository.split("/"), "_tags", `${k.tag}.json`);
   }
 
-  /** A fresh temp path; the prefix lets start-up cleanup know what it is. */
+  /**
+   * A fresh temp path, "<kind>.<instance id>.<random>.tmp": the instance id
+   * tells the sweeper whose it is (temp-sweeper.ts); a pid would not, with
+   * replicas on several hosts sharing the directory.
+   */
   temp(kind: string): string {
-    return join(this.tmpDir, `${kind}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
+    return join(this.tmpDir, `${kind}.${INSTANCE_ID}.${randomBytes(6).toString("hex")}.tmp`);
   }
 }
 

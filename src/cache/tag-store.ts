@@ -61,7 +61,13 @@ export class DiskTagStore implements TagStore {
   }
 
   async put(key: TagKey, rec: TagRecord): Promise<void> {
-    await writeFileAtomic(this.#layout.tag(key), JSON.stringify(rec), this.#layout.temp("tag"));
+    try {
+      await writeFileAtomic(this.#layout.tag(key), JSON.stringify(rec), this.#layout.temp("tag"));
+    } catch (err) {
+      // Disk full: the record lives in memory until it can be written; a pull never fails for it.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "ENOSPC" && code !== "EDQUOT") throw err;
+    }
     this.#memory.set(memoryKey(key), rec);
   }
 }

@@ -1,7 +1,7 @@
 // The configuration module's public surface: types, loading, units.
 
-export type { Config, ConfigInput, ConfigKeyPath, ConfigKeySpec, LogLevel, UpstreamConfig } from "./schema.js";
-export { LOG_LEVELS, configKeys, createConfigSchema, isRegistryHost, parseListen } from "./schema.js";
+export type { Config, ConfigInput, ConfigKeyPath, ConfigKeySpec, LogFormat, LogLevel, UpstreamConfig } from "./schema.js";
+export { LOG_FORMATS, LOG_LEVELS, configKeys, createConfigSchema, isRegistryHost, parseListen } from "./schema.js";
 export type { ConfigReferenceEntry } from "./load.js";
 export {
   ConfigError,

@@ -27,12 +27,15 @@ export interface UpstreamConfig {
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+export const LOG_FORMATS = ["auto", "json", "pretty"] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
 export interface Config {
   readonly listen: { readonly host: string; readonly port: number };
   /** Absolute path. */
   readonly dataDir: string;
-  /** url "" = no Redis (single replica). */
-  readonly redis: { readonly url: string; readonly prefix: string };
+  /** url "" = no Redis (single replica). lease in ms. */
+  readonly redis: { readonly url: string; readonly prefix: string; readonly lease: number };
   /** tagTTL, staleIfError in ms; maxSize, memoryBytes in bytes. */
   readonly cache: {
     readonly tagTTL: number;
@@ -47,7 +50,24 @@ export interface Config {
     readonly body: number;
     readonly fill: number;
   };
-  readonly log: { readonly level: LogLevel };
+  readonly log: { readonly level: LogLevel; readonly format: LogFormat };
+  /** Upstream-facing resilience: durations in ms, counts as integers. */
+  readonly resilience: {
+    readonly negativeTTL: number;
+    readonly breakerFailures: number;
+    readonly breakerCoolOff: number;
+    readonly upstreamConcurrency: number;
+    readonly manifestTimeout: number;
+  };
+  /** Client-facing limits and the disk budget's watermarks (fractions of cache.maxSize). */
+  readonly limits: {
+    readonly clientHeadersTimeout: number;
+    readonly clientRequestTimeout: number;
+    readonly maxHeaderSize: number;
+    readonly shutdownGrace: number;
+    readonly diskHighWatermark: number;
+    readonly diskLowWatermark: number;
+  };
   readonly upstreams: Readonly<Record<string, UpstreamConfig>>;
   /** Host of the upstream with default: true, if any. */
   readonly defaultUpstream: string | undefined;
@@ -100,6 +120,14 @@ export const configKeys = {
     env: true,
     description: "Prefix of every Redis key tug writes.",
   },
+  "redis.lease": {
+    type: "duration",
+    default: "10s",
+    required: false,
+    env: true,
+    description:
+      "How long a replica's lock on an upstream fetch lasts unless renewed (it is renewed every third of it): a replica that dies mid-fetch is replaced by another after at most this long. Also the heartbeat by which replicas tell that another's temp files are abandoned.",
+  },
   "cache.tagTTL": {
     type: "duration",
     default: "5m",
@@ -149,6 +177,83 @@ export const configKeys = {
     env: true,
     description: "Longest idle gap between upstream body chunks.",
   },
+  "resilience.negativeTTL": {
+    type: "duration",
+    default: "5s",
+    required: false,
+    env: true,
+    description: "How long an upstream failure (unreachable, timeout, 5xx, 429) for one manifest or blob is remembered and answered without asking the upstream again; 0 disables.",
+  },
+  "resilience.breakerFailures": {
+    type: "integer",
+    default: "5",
+    required: false,
+    env: true,
+    description: "Consecutive upstream failures after which that upstream is marked down (circuit breaker open) and not contacted for breakerCoolOff; 0 disables the breaker.",
+  },
+  "resilience.breakerCoolOff": {
+    type: "duration",
+    default: "30s",
+    required: false,
+    env: true,
+    description: "How long an upstream stays marked down before one trial request is let through.",
+  },
+  "resilience.upstreamConcurrency": {
+    type: "integer",
+    default: "32",
+    required: false,
+    env: true,
+    description: "Most requests in flight to one upstream at once (a blob download counts until its body ends); more wait in a queue, none fail.",
+  },
+  "resilience.manifestTimeout": {
+    type: "duration",
+    default: "30s",
+    required: false,
+    env: true,
+    description: "Longest an upstream manifest fetch may take in total (headers and body), so a trickling upstream fails fast.",
+  },
+  "limits.clientHeadersTimeout": {
+    type: "duration",
+    default: "30s",
+    required: false,
+    env: true,
+    description: "Time a client has to send its request headers before the connection is closed (slowloris).",
+  },
+  "limits.clientRequestTimeout": {
+    type: "duration",
+    default: "60s",
+    required: false,
+    env: true,
+    description: "Time a client has to send its whole request (not the response) before the connection is closed.",
+  },
+  "limits.maxHeaderSize": {
+    type: "size",
+    default: "16KiB",
+    required: false,
+    env: true,
+    description: "Largest request header block accepted; larger requests get 431.",
+  },
+  "limits.shutdownGrace": {
+    type: "duration",
+    default: "25s",
+    required: false,
+    env: true,
+    description: "On SIGTERM, how long in-flight responses and blob fills may run before they are cut and tug exits.",
+  },
+  "limits.diskHighWatermark": {
+    type: "percentage",
+    default: "90%",
+    required: false,
+    env: true,
+    description: "Eviction starts when cached content exceeds this share of cache.maxSize.",
+  },
+  "limits.diskLowWatermark": {
+    type: "percentage",
+    default: "80%",
+    required: false,
+    env: true,
+    description: "Eviction removes least recently used content until cached content is at most this share of cache.maxSize.",
+  },
   "timeouts.fill": {
     type: "duration",
     default: "30m",
@@ -162,6 +267,13 @@ export const configKeys = {
     required: false,
     env: true,
     description: "Log level.",
+  },
+  "log.format": {
+    type: LOG_FORMATS.join("|"),
+    default: "auto",
+    required: false,
+    env: true,
+    description: "json: one JSON object per line; pretty: human-readable (pino-pretty); auto: pretty when stdout is a terminal, else json.",
   },
   upstreams: {
     type: "map of host → upstream",
@@ -387,6 +499,10 @@ const dataDirSchema = via(z.string(), (s) => {
 const redisSchema = z.strictObject({
   url: via(z.string(), parseRedisUrl).prefault(k["redis.url"].default),
   prefix: z.string().prefault(k["redis.prefix"].default),
+  // Renewal runs every third of it: below ~300 ms timers and Redis round trips would eat the margin.
+  lease: duration({ max: MAX_TIMER_MS })
+    .refine((ms) => ms >= 300, "must be at least 300ms")
+    .prefault(k["redis.lease"].default),
 });
 
 const cacheSchema = z.strictObject({
@@ -404,8 +520,51 @@ const timeoutsSchema = z.strictObject({
   fill: timeout().prefault(k["timeouts.fill"].default),
 });
 
+function integer(opts: { min: number; max: number }) {
+  return via(scalarText, (s) => {
+    if (!/^\d+$/.test(s.trim())) throw new Error(`${JSON.stringify(s)} is not a whole number`);
+    const n = Number(s.trim());
+    if (n < opts.min || n > opts.max) throw new Error(`${JSON.stringify(s)}: must be between ${opts.min} and ${opts.max}`);
+    return n;
+  });
+}
+
+/** "90%" → 0.9. */
+function percentage() {
+  return via(scalarText, (s) => {
+    const m = /^(\d{1,3}(?:\.\d+)?)\s*%$/.exec(s.trim());
+    const n = m ? Number(m[1]) : NaN;
+    if (!(n > 0 && n <= 100)) throw new Error(`${JSON.stringify(s)} is not a percentage between 0% and 100% (use e.g. 90%)`);
+    return n / 100;
+  });
+}
+
+const resilienceSchema = z.strictObject({
+  negativeTTL: duration({ max: MAX_TIMER_MS }).prefault(k["resilience.negativeTTL"].default),
+  breakerFailures: integer({ min: 0, max: 1_000_000 }).prefault(k["resilience.breakerFailures"].default),
+  breakerCoolOff: timeout().prefault(k["resilience.breakerCoolOff"].default),
+  upstreamConcurrency: integer({ min: 1, max: 100_000 }).prefault(k["resilience.upstreamConcurrency"].default),
+  manifestTimeout: timeout().prefault(k["resilience.manifestTimeout"].default),
+});
+
+const limitsSchema = z
+  .strictObject({
+    clientHeadersTimeout: timeout().prefault(k["limits.clientHeadersTimeout"].default),
+    clientRequestTimeout: timeout().prefault(k["limits.clientRequestTimeout"].default),
+    maxHeaderSize: size({ positive: true }).prefault(k["limits.maxHeaderSize"].default),
+    shutdownGrace: duration({ max: MAX_TIMER_MS }).prefault(k["limits.shutdownGrace"].default),
+    diskHighWatermark: percentage().prefault(k["limits.diskHighWatermark"].default),
+    diskLowWatermark: percentage().prefault(k["limits.diskLowWatermark"].default),
+  })
+  .superRefine((l, ctx) => {
+    if (l.diskLowWatermark > l.diskHighWatermark) {
+      ctx.addIssue({ code: "custom", path: ["diskLowWatermark"], message: "must not be above diskHighWatermark" });
+    }
+  });
+
 const logSchema = z.strictObject({
   level: z.enum(LOG_LEVELS).prefault(k["log.level"].default),
+  format: z.enum(LOG_FORMATS).prefault(k["log.format"].default),
 });
 
 const upstreamSchema = z.strictObject({
@@ -532,9 +691,25 @@ export function createConfigSchema(env: NodeJS.ProcessEnv = process.env) {
       redis: section(redisSchema, {}),
       cache: section(cacheSchema, {}),
       timeouts: section(timeoutsSchema, {}),
+      resilience: section(resilienceSchema, {}),
+      limits: section(limitsSchema, {}),
       log: section(logSchema, {}),
       upstreams: upstreamsSchema(env),
       auth: section(authSchema, {}),
+    })
+    .superRefine((c, ctx) => {
+      // One Authorization header cannot carry both a login to tug and a client's upstream token.
+      const upstreams = c.upstreams?.upstreams;
+      const users = c.auth?.users;
+      if (upstreams === undefined || users === undefined) return; // already reported
+      const relaying = Object.values(upstreams).filter((u) => u.clientAuth).map((u) => u.host);
+      if (Object.keys(users).length > 0 && relaying.length > 0) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["auth", "users"],
+          message: `cannot be combined with clientAuth (set on ${relaying.join(", ")}): clients send one Authorization header, either a login to tug or their own upstream token`,
+        });
+      }
     })
     .transform(
       (c): Config =>
@@ -544,6 +719,8 @@ export function createConfigSchema(env: NodeJS.ProcessEnv = process.env) {
           redis: c.redis,
           cache: c.cache,
           timeouts: c.timeouts,
+          resilience: c.resilience,
+          limits: c.limits,
           log: c.log,
           upstreams: c.upstreams.upstreams,
           defaultUpstream: c.upstreams.defaultUpstream,

@@ -8,10 +8,16 @@ import { parseReference } from "../oci/reference.js";
 import { resolveRoute, type UpstreamTable } from "../upstream/routing.js";
 import { parseRegistryPath } from "./parse-path.js";
 import { sendBytes, sendStream } from "./send.js";
+import type { ClientAccess } from "../auth/client-access.js";
+import { bearerToken, requesterOf, tokenRealm } from "./requester.js";
+import { serveTags } from "./tags-route.js";
+import { serveReferrers } from "./referrers-route.js";
 
 export interface RegistryRoutesDeps {
   readonly pullThrough: PullThrough;
   readonly upstreams: UpstreamTable;
+  /** Who may have what: private content, clientAuth challenges, tags/list, referrers (auth/client-access.ts). */
+  readonly access: ClientAccess;
 }
 
 const CACHE_HEADER = "X-Cache";
@@ -29,6 +35,7 @@ export function registerRegistryRoutes(app: Hono, deps: RegistryRoutesDeps): voi
     const path = parseRegistryPath(url.pathname);
     if (path.kind === "base") {
       if (method !== "GET" && method !== "HEAD") throw unsupported(method);
+      await deps.access.base(url.searchParams.get("ns") ?? undefined, { token: bearerToken(c.req.raw.headers), realm: tokenRealm(c.req.raw.headers, url) });
       return sendBytes(c, 200, { "Content-Type": "application/json", "Content-Length": "2" }, method === "HEAD" ? undefined : Buffer.from("{}"));
     }
     if (path.kind === "other") {
@@ -39,11 +46,12 @@ export function registerRegistryRoutes(app: Hono, deps: RegistryRoutesDeps): voi
     const route = resolveRoute(path.name, url.searchParams.get("ns") ?? undefined, deps.upstreams);
     const notes = c.get("notes");
     notes.upstream = route.upstream.host;
+    const requester = requesterOf(c.req.raw.headers, url, path.name);
 
     if (path.kind === "manifest") {
       const ref = parseReference(path.reference);
       if (method !== "GET" && method !== "HEAD") throw unsupported(method);
-      const { manifest, cache } = await deps.pullThrough.manifest(route, ref);
+      const { manifest, cache } = await deps.access.manifest(route, ref, requester);
       notes.cache = cache;
       notes.bytes = manifest.bytes.length;
       notes.source = cache === "MISS" ? "upstream" : "cache";
@@ -64,7 +72,7 @@ export function registerRegistryRoutes(app: Hono, deps: RegistryRoutesDeps): voi
     if (path.kind === "blob") {
       const digest = parseDigest(path.digest);
       if (method !== "GET" && method !== "HEAD") throw unsupported(method);
-      const r = await deps.pullThrough.blob(route, digest, method, c.req.header("range"));
+      const r = await deps.access.blob(route, digest, method, c.req.header("range"), requester);
       const headers: Record<string, string> = {
         "Content-Type": "application/octet-stream",
         "Docker-Content-Digest": r.digest.value,
@@ -85,7 +93,8 @@ export function registerRegistryRoutes(app: Hono, deps: RegistryRoutesDeps): voi
     }
 
     if (method !== "GET" && method !== "HEAD") throw unsupported(method);
-    throw new RegistryError("UNSUPPORTED", `${path.kind} is not supported yet`, { status: 404 });
+    if (path.kind === "tags") return serveTags(c, deps.access, route, requester, url);
+    return serveReferrers(c, deps.access, route, requester, path.digest, url);
   });
 }
 

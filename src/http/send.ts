@@ -1,11 +1,13 @@
 // Turning results into responses. Streamed bodies go straight from the Node
 // stream to the socket when tug runs under @hono/node-server (no Web-stream
 // conversion on the hot path); under app.request() (tests) they become a Response.
-import { Readable, pipeline } from "node:stream";
+import { Readable } from "node:stream";
 import type { Context } from "hono";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import type { ServerResponse } from "node:http";
 import { RegistryError } from "../oci/errors.js";
+import { isDirectBody } from "../cache/file-range-stream.js";
+import { recycleFileChunk } from "../cache/buffer-pool.js";
 
 export const API_VERSION_HEADER = { "Docker-Distribution-API-Version": "registry/2.0" } as const;
 
@@ -18,13 +20,48 @@ export function sendStream(c: Context, status: number, headers: Record<string, s
   const all: Record<string, string> = { ...API_VERSION_HEADER, ...headers };
   if (outgoing && body) {
     outgoing.writeHead(status, all);
-    pipeline(body, outgoing, () => {
-      // On error pipeline destroys both: the client sees a cut connection, never a clean end.
-    });
+    if (isDirectBody(body)) {
+      body.sendTo(outgoing);
+      return RESPONSE_ALREADY_SENT;
+    }
+    pipeRecycling(body, outgoing);
     return RESPONSE_ALREADY_SENT;
   }
   if (!body) return new Response(null, { status, headers: all });
   return new Response(Readable.toWeb(body) as ReadableStream<Uint8Array>, { status, headers: all });
+}
+
+/**
+ * body → res like stream.pipeline, except that each chunk from a file pool
+ * (a FillReader following a fill) goes back to its pool once the socket has
+ * written it. On an error or a premature end of either side both are
+ * destroyed: the client sees a cut connection, never a clean end.
+ */
+function pipeRecycling(body: Readable, res: ServerResponse): void {
+  const onData = (chunk: Buffer): void => {
+    if (!res.write(chunk, () => recycleFileChunk(chunk))) body.pause();
+  };
+  const onDrain = (): void => {
+    body.resume();
+  };
+  const onEnd = (): void => {
+    res.end();
+  };
+  const onBodyClose = (): void => {
+    if (!body.readableEnded) res.destroy(body.errored ?? new Error("response body closed before its end"));
+  };
+  const onResClose = (): void => {
+    body.off("data", onData);
+    res.off("drain", onDrain);
+    if (!body.destroyed) body.destroy();
+  };
+  body.on("data", onData);
+  body.once("end", onEnd);
+  // An error is followed by close (autoDestroy); close handles both.
+  body.on("error", () => undefined);
+  body.once("close", onBodyClose);
+  res.on("drain", onDrain);
+  res.once("close", onResClose);
 }
 
 export function sendBytes(c: Context, status: number, headers: Record<string, string>, body: Uint8Array | undefined): Response {

@@ -8,7 +8,7 @@ export class Metrics {
 
   readonly httpRequests = new Counter({
     name: "tug_http_requests_total",
-    help: "Requests served, by endpoint (manifest, blob, tags, referrers, base, other), method and status.",
+    help: "Requests served, by endpoint (manifest, blob, tags, referrers, base, health, metrics, other), method and status.",
     labelNames: ["endpoint", "method", "status"] as const,
     registers: [this.registry],
   });
@@ -102,6 +102,18 @@ export class Metrics {
   readonly redisUp = new Gauge({
     name: "tug_redis_up",
     help: "1 when Redis coordination is working, 0 when degraded to in-process only; absent without redis.url.",
+    registers: [this.registry],
+  });
+  readonly upstreamShortCircuits = new Counter({
+    name: "tug_upstream_short_circuits_total",
+    help: "Upstream requests not sent because a recent failure was remembered (negative_cache) or the upstream is marked down (breaker_open).",
+    labelNames: ["upstream", "reason"] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamQueued = new Gauge({
+    name: "tug_upstream_queued_requests",
+    help: "Upstream requests waiting for a slot under resilience.upstreamConcurrency, by upstream.",
+    labelNames: ["upstream"] as const,
     registers: [this.registry],
   });
   readonly upstreamUp = new Gauge({

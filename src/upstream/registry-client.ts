@@ -11,6 +11,7 @@ import { pickChallenge, repositoryScope, type Challenge } from "./challenge.js";
 import { forbiddenRedirectHost, realmAllowed } from "./realm-policy.js";
 import type { TokenCache, TokenResponse } from "./token-cache.js";
 import type { Metrics } from "../observability/metrics.js";
+import type { UpstreamGuard } from "./upstream-guard.js";
 
 export interface UpstreamTimeouts {
   /** ms to wait for response headers */
@@ -42,6 +43,8 @@ export interface RegistryClientDeps {
   readonly logger: Logger;
   readonly metrics?: Metrics;
   readonly now?: () => number;
+  /** Negative cache, circuit breaker and concurrency limit for this upstream. */
+  readonly guard?: UpstreamGuard;
 }
 
 const MAX_REDIRECTS = 5;
@@ -59,9 +62,10 @@ export function isUpstreamOutage(err: unknown): boolean {
 export function translateNetworkError(err: unknown, host: string): RegistryError {
   if (err instanceof RegistryError) return err;
   const e = err as { code?: string; name?: string; message?: string };
-  const code = e.code ?? e.name ?? "";
+  // A DOMException (AbortSignal.timeout's reason) has a numeric code: its name is what says "TimeoutError".
+  const code = typeof e.code === "string" ? e.code : (e.name ?? "");
   const detail = { upstream: host, reason: code || e.message };
-  if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT" || code === "UND_ERR_CONNECT_TIMEOUT" || code === "ETIMEDOUT") {
+  if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT" || code === "UND_ERR_CONNECT_TIMEOUT" || code === "ETIMEDOUT" || code === "TimeoutError") {
     return new RegistryError("UNAVAILABLE", `upstream ${host} timed out`, { detail, status: 504, cause: err });
   }
   if (code === "AbortError" || code === "UND_ERR_ABORTED") {
@@ -76,11 +80,60 @@ export class RegistryClient {
   readonly #deps: RegistryClientDeps;
   /** The upstream's last challenge: lets later requests fetch a token before the first 401. */
   #challenge: Challenge | undefined;
+  #discovering: Promise<Challenge | undefined> | undefined;
+  /** authChallenge() has asked the upstream once: an open upstream is not asked again (a later 401 still teaches #challenge). */
+  #discovered = false;
+  /** Set on a view made by withClientToken: the client's own Bearer token, sent instead of tug's identity. */
+  readonly #clientToken: string | undefined;
 
-  constructor(upstream: UpstreamConfig, deps: RegistryClientDeps) {
+  constructor(upstream: UpstreamConfig, deps: RegistryClientDeps, clientToken?: string) {
     this.upstream = upstream;
     this.#origin = new URL(upstream.url);
     this.#deps = deps;
+    this.#clientToken = clientToken;
+  }
+
+  /**
+   * A view of this client that presents a client's own token (clientAuth) to
+   * this upstream and to nothing else: never to a token realm, never across a
+   * redirect to another origin. It fetches no tokens; a 401 is returned as is.
+   */
+  withClientToken(token: string): RegistryClient {
+    return new RegistryClient(this.upstream, this.#deps, token);
+  }
+
+  /** The `service` of the upstream's Bearer challenge, once one has been seen. */
+  get service(): string | undefined {
+    return this.#challenge?.scheme === "bearer" ? this.#challenge.params["service"] : undefined;
+  }
+
+  /**
+   * The upstream's auth challenge: the last one seen, else discovered with an
+   * anonymous GET /v2/ (lazily: tug starts offline, PROTOCOL.md lesson 13).
+   * undefined when the upstream asks for no auth.
+   */
+  async authChallenge(): Promise<Challenge | undefined> {
+    if (this.#challenge || this.#discovered) return this.#challenge;
+    this.#discovering ??= (async () => {
+      try {
+        const res = await this.#send("GET", new URL("/v2/", this.#origin), { repository: "" }, undefined);
+        await drain(res.body);
+        if (res.status === 401) {
+          const challenge = pickChallenge(res.headers["www-authenticate"]);
+          if (challenge) this.#challenge = challenge;
+          this.#discovered = true;
+          return challenge;
+        }
+        if (res.status >= 200 && res.status < 300) {
+          this.#discovered = true;
+          return undefined;
+        }
+        throw upstreamStatusError(res, this.upstream.host, "tags");
+      } finally {
+        this.#discovering = undefined;
+      }
+    })();
+    return this.#discovering;
   }
 
   /**
@@ -89,6 +142,19 @@ export class RegistryClient {
    * network failures and timeouts throw RegistryError.
    */
   async fetch(method: "GET" | "HEAD", path: string, opts: FetchOptions): Promise<UpstreamResponse> {
+    const guard = this.#deps.guard;
+    return guard ? guard.run(path, () => this.#fetchUnguarded(method, path, opts)) : this.#fetchUnguarded(method, path, opts);
+  }
+
+  /** A body that failed after good headers counts against the upstream's circuit breaker. */
+  noteBodyFailure(err: unknown): void {
+    this.#deps.guard?.bodyFailed(err);
+  }
+
+  async #fetchUnguarded(method: "GET" | "HEAD", path: string, opts: FetchOptions): Promise<UpstreamResponse> {
+    if (this.#clientToken !== undefined) {
+      return this.#send(method, new URL(path, this.#origin), opts, `Bearer ${this.#clientToken}`);
+    }
     const scope = repositoryScope(opts.repository);
     let auth = await this.#authorization(scope, false);
     let res = await this.#send(method, new URL(path, this.#origin), opts, auth);
@@ -212,7 +278,8 @@ export class RegistryClient {
           signal: opts.signal,
         });
       } catch (err) {
-        const e = translateNetworkError(err, host);
+        // An aborted signal's reason says why (e.g. a TimeoutError from resilience.manifestTimeout).
+        const e = translateNetworkError(opts.signal?.aborted === true && opts.signal.reason !== undefined ? opts.signal.reason : err, host);
         metrics?.upstreamRequests.inc({ upstream: host, method, status: "error" });
         metrics?.upstreamErrors.inc({ upstream: host, reason: e.status === 504 ? "timeout" : "unreachable" });
         throw e;

@@ -10,6 +10,12 @@ export interface Route {
   readonly upstream: UpstreamConfig;
   /** The repository name on the upstream (e.g. "library/alpine"). */
   readonly repository: string;
+  /**
+   * A client's own upstream token (clientAuth): set only by the client-access
+   * gate once it has decided that this request goes upstream as that client,
+   * never as tug. Absent: tug's own identity.
+   */
+  readonly clientToken?: string;
 }
 
 /** Lookup table from every name an upstream answers to (its key, its URL host). */

@@ -225,6 +225,12 @@ describe("blobs", () => {
     expect(res.headers.get("retry-after")).toBe("7");
     expect((await res.json()).errors[0].code).toBe("TOOMANYREQUESTS");
     up.on(B, { kind: "bytes", body: fx.blob });
+    // Remembered for resilience.negativeTTL (5s): a retry at once is answered without asking the upstream.
+    const again = await fetch(tug.url + B);
+    expect(again.status).toBe(429);
+    await again.arrayBuffer();
+    expect(up.count({ pathIncludes: "/blobs/" })).toBe(1);
+    tug.advance(5_001);
     const retry = await fetch(tug.url + B);
     expect(retry.headers.get("x-cache")).toBe("MISS");
     await retry.arrayBuffer();

@@ -76,7 +76,7 @@ describe("TUG_* overrides", () => {
     });
     expect(c.listen).toEqual({ host: "127.0.0.1", port: 0 });
     expect(c.dataDir).toBe("/srv/tug");
-    expect(c.redis).toEqual({ url: "redis://redis:6379", prefix: "x:" });
+    expect(c.redis).toEqual({ url: "redis://redis:6379", prefix: "x:", lease: 10_000 });
     expect(c.cache).toEqual({ tagTTL: 60_000, staleIfError: 0, maxSize: 2 ** 30, memoryBytes: 2 ** 20 });
     expect(c.timeouts).toEqual({ connect: 1_000, headers: 2_000, body: 3_000, fill: 4_000 });
     expect(c.log.level).toBe("debug");
@@ -228,6 +228,7 @@ describe("configReference", () => {
       "dataDir",
       "redis.url",
       "redis.prefix",
+      "redis.lease",
       "cache.tagTTL",
       "cache.staleIfError",
       "cache.maxSize",
@@ -235,8 +236,20 @@ describe("configReference", () => {
       "timeouts.connect",
       "timeouts.headers",
       "timeouts.body",
+      "resilience.negativeTTL",
+      "resilience.breakerFailures",
+      "resilience.breakerCoolOff",
+      "resilience.upstreamConcurrency",
+      "resilience.manifestTimeout",
+      "limits.clientHeadersTimeout",
+      "limits.clientRequestTimeout",
+      "limits.maxHeaderSize",
+      "limits.shutdownGrace",
+      "limits.diskHighWatermark",
+      "limits.diskLowWatermark",
       "timeouts.fill",
       "log.level",
+      "log.format",
     ]);
     for (const e of configReference) {
       if (e.env !== undefined) expect(e.env).toBe(envKey(e.path));
@@ -259,6 +272,7 @@ describe("configReference", () => {
       expect(parseDuration(byPath(`timeouts.${t}`) ?? "")).toBe(c.timeouts?.[t]);
     }
     expect(byPath("log.level")).toBe(c.log?.level);
+    expect(byPath("log.format")).toBe(c.log?.format);
     expect(byPath("redis.url")).toBe('""');
     expect(byPath("redis.prefix")).toBe(c.redis?.prefix);
     expect(byPath("upstreams.<host>.default")).toBe("false");

@@ -30,10 +30,10 @@ describe("defaults", () => {
     const c = parseConfig(minimal(), {});
     expect(c.listen).toEqual({ host: "0.0.0.0", port: 5000 });
     expect(c.dataDir).toBe(resolve(process.cwd(), "data"));
-    expect(c.redis).toEqual({ url: "", prefix: "tug:" });
+    expect(c.redis).toEqual({ url: "", prefix: "tug:", lease: 10_000 });
     expect(c.cache).toEqual({ tagTTL: 300_000, staleIfError: 604_800_000, maxSize: 50 * 2 ** 30, memoryBytes: 64 * 2 ** 20 });
     expect(c.timeouts).toEqual({ connect: 5_000, headers: 30_000, body: 60_000, fill: 1_800_000 });
-    expect(c.log).toEqual({ level: "info" });
+    expect(c.log).toEqual({ level: "info", format: "auto" });
     expect(c.defaultUpstream).toBe("docker.io");
     expect({ ...c.auth.users }).toEqual({});
     expect({ ...c.upstreams["docker.io"] }).toEqual({
@@ -63,7 +63,7 @@ describe("defaults", () => {
       {
         listen: "127.0.0.1:0",
         dataDir: "/var/cache/tug",
-        redis: { url: "rediss://user:pw@redis:6380/2", prefix: "t:" },
+        redis: { url: "rediss://user:pw@redis:6380/2", prefix: "t:", lease: "2s" },
         cache: { tagTTL: 0, staleIfError: "1h30m", maxSize: 1024, memoryBytes: "0" },
         timeouts: { connect: "1s", headers: "2s", body: "3s", fill: "4m" },
         log: { level: "silent" },
@@ -71,13 +71,14 @@ describe("defaults", () => {
           "localhost:5001": { url: "http://127.0.0.1:5001/", clientAuth: true, authRealms: ["https://auth.example.com/token", "Auth.Example.org"] },
           "[::1]:5002": { url: "HTTPS://Registry.Example.com:443" },
         },
-        auth: { users: { alice: `$2y$10$${"a".repeat(53)}` } },
       },
       {},
     );
+    // auth.users cannot be combined with clientAuth (one Authorization header): read on its own.
+    const withUsers = parseConfig({ upstreams: { "[::1]:5002": { url: "https://registry.example.com" } }, auth: { users: { alice: `$2y$10$${"a".repeat(53)}` } } }, {});
     expect(c.listen).toEqual({ host: "127.0.0.1", port: 0 });
     expect(c.dataDir).toBe("/var/cache/tug");
-    expect(c.redis).toEqual({ url: "rediss://user:pw@redis:6380/2", prefix: "t:" });
+    expect(c.redis).toEqual({ url: "rediss://user:pw@redis:6380/2", prefix: "t:", lease: 2_000 });
     expect(c.cache).toEqual({ tagTTL: 0, staleIfError: 5_400_000, maxSize: 1024, memoryBytes: 0 });
     expect(c.timeouts).toEqual({ connect: 1_000, headers: 2_000, body: 3_000, fill: 240_000 });
     expect(c.log.level).toBe("silent");
@@ -86,7 +87,7 @@ describe("defaults", () => {
     expect(local?.clientAuth).toBe(true);
     expect(local?.authRealms).toEqual(["https://auth.example.com/token", "auth.example.org"]);
     expect(c.upstreams["[::1]:5002"]?.url).toBe("https://registry.example.com");
-    expect(c.auth.users.alice).toMatch(/^\$2y\$10\$/);
+    expect(withUsers.auth.users.alice).toMatch(/^\$2y\$10\$/);
   });
 
   it("maps hosts without a prototype (no accidental upstreams['constructor'])", () => {
@@ -182,6 +183,10 @@ describe("every error names its key", () => {
 
   it("bad redis url", () => {
     expectKey(fail({ ...minimal(), redis: { url: "http://redis:6379" } }), "redis.url", /redis:\/\/ or rediss:\/\//);
+  });
+
+  it("a redis lease too short to renew", () => {
+    expectKey(fail({ ...minimal(), redis: { lease: "100ms" } }), "redis.lease", /at least 300ms/);
   });
 
   it("bad upstream key", () => {

@@ -113,6 +113,8 @@ export function mirrorRegistriesConf(mirrorHostPort: string, prefix = "docker.io
 // ---------------------------------------------------------------- skopeo
 
 export interface SkopeoCopyOptions {
+  /** "user:password" for the source registry (--src-creds); default anonymous. */
+  creds?: string;
   /** Copy every platform of an index (--all). */
   all?: boolean;
   /** --override-arch / --override-os / --override-variant to pick one platform. */
@@ -162,6 +164,7 @@ export async function skopeoCopy(src: string, opts: SkopeoCopyOptions = {}): Pro
   if (opts.os !== undefined) global.push("--override-os", opts.os);
   if (opts.variant !== undefined) global.push("--override-variant", opts.variant);
   const args = [...global, "copy", `--src-tls-verify=${opts.tlsVerify ?? false}`];
+  if (opts.creds !== undefined) args.push("--src-creds", opts.creds);
   if (opts.all) args.push("--all");
   args.push(src, `${layout}:${dest}`);
   const { stderr } = await runContainersTool(skopeo, args, { env, ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}) });
@@ -198,6 +201,8 @@ export async function skopeoCopy(src: string, opts: SkopeoCopyOptions = {}): Pro
 }
 
 export interface SkopeoInspectOptions {
+  /** "user:password" (--creds); default anonymous. */
+  creds?: string;
   registriesConf?: string;
   arch?: string;
   os?: string;
@@ -229,6 +234,20 @@ export async function skopeoInspect(ref: string, opts: SkopeoInspectOptions = {}
   return JSON.parse(await skopeoRun(ref, opts, [])) as SkopeoInspectResult;
 }
 
+/** `skopeo list-tags docker://…`: every tag, as skopeo gathers them (following Link pages). */
+export async function skopeoListTags(ref: string, opts: Pick<SkopeoInspectOptions, "creds" | "registriesConf" | "tlsVerify"> = {}): Promise<string[]> {
+  const skopeo = requireBinary("skopeo");
+  const work = makeTempDir("skopeo-tags");
+  try {
+    const { env, policy } = containersEnv(work, opts.registriesConf);
+    const creds = opts.creds !== undefined ? ["--creds", opts.creds] : [];
+    const { stdout } = await runContainersTool(skopeo, ["--policy", policy, "list-tags", `--tls-verify=${opts.tlsVerify ?? false}`, ...creds, ref], { env });
+    return (JSON.parse(stdout) as { Tags: string[] }).Tags;
+  } finally {
+    await removeTempDir(work);
+  }
+}
+
 async function skopeoRun(ref: string, opts: SkopeoInspectOptions, extra: string[]): Promise<string> {
   const skopeo = requireBinary("skopeo");
   const work = makeTempDir("skopeo-inspect");
@@ -237,7 +256,8 @@ async function skopeoRun(ref: string, opts: SkopeoInspectOptions, extra: string[
     const global = ["--policy", policy];
     if (opts.arch !== undefined) global.push("--override-arch", opts.arch);
     if (opts.os !== undefined) global.push("--override-os", opts.os);
-    const { stdout } = await runContainersTool(skopeo, [...global, "inspect", `--tls-verify=${opts.tlsVerify ?? false}`, ...extra, ref], { env });
+    const creds = opts.creds !== undefined ? ["--creds", opts.creds] : [];
+    const { stdout } = await runContainersTool(skopeo, [...global, "inspect", `--tls-verify=${opts.tlsVerify ?? false}`, ...creds, ...extra, ref], { env });
     return stdout;
   } finally {
     await removeTempDir(work);
@@ -247,6 +267,8 @@ async function skopeoRun(ref: string, opts: SkopeoInspectOptions, extra: string[
 // ---------------------------------------------------------------- podman
 
 export interface PodmanPullOptions {
+  /** "user:password" (--creds); default anonymous. */
+  creds?: string;
   registriesConf?: string;
   arch?: string;
   os?: string;
@@ -301,6 +323,7 @@ export async function podmanPull(ref: string, opts: PodmanPullOptions = {}): Pro
     "--cgroup-manager", "cgroupfs",
   ];
   const pullArgs = ["pull", "--quiet", `--tls-verify=${opts.tlsVerify ?? false}`, "--signature-policy", policy];
+  if (opts.creds !== undefined) pullArgs.push("--creds", opts.creds);
   if (opts.arch !== undefined) pullArgs.push("--arch", opts.arch);
   if (opts.os !== undefined) pullArgs.push("--os", opts.os);
   if (opts.variant !== undefined) pullArgs.push("--variant", opts.variant);
@@ -433,6 +456,8 @@ export function hostsToml(mirrorUrl: string, opts: HostsTomlOptions = {}): strin
 }
 
 export interface CtrPullOptions {
+  /** "user:password" (--user), sent to every host including mirrors. */
+  user?: string;
   hostsDir?: string;
   /** Use http for the registry named in the ref (not needed for http:// hosts in hosts.toml). */
   plainHttp?: boolean;
@@ -477,6 +502,7 @@ export async function ctrPull(ref: string, opts: CtrPullOptions = {}): Promise<C
     const args = [...base, "images", "pull", "--snapshotter", "native"];
     if (opts.hostsDir !== undefined) args.push("--hosts-dir", opts.hostsDir);
     if (opts.plainHttp) args.push("--plain-http");
+    if (opts.user !== undefined) args.push("--user", opts.user);
     if (opts.unpack === false) args.push("--skip-unpack");
     if (opts.platform !== undefined) args.push("--platform", opts.platform);
     if (opts.allPlatforms) args.push("--all-platforms");

@@ -73,6 +73,7 @@ const INSTALL_HINTS: Record<string, string> = {
   containerd: "apt-get install containerd",
   ctr: "apt-get install containerd",
   "redis-server": "apt-get install redis-server",
+  kubectl: "apt-get install kubernetes-client",
 };
 
 export function findBinary(name: string): string | undefined {

@@ -50,9 +50,25 @@ export interface RequestFilter {
  */
 export type Interceptor = (req: IncomingMessage, res: ServerResponse, logged: LoggedRequest) => boolean;
 
+/**
+ * Token authentication for the registry (distribution's `auth: token`), as a
+ * test token server provides it (see token-server.ts): the registry trusts
+ * certPath and sends clients to realm; mint signs the admin tokens that
+ * seedUrl adds to every request.
+ */
+export interface RegistryTokenAuth {
+  readonly realm: string;
+  readonly service: string;
+  readonly issuer: string;
+  readonly certPath: string;
+  mint(access: Array<{ type: string; name: string; actions: string[] }>): string;
+}
+
 export interface StartRegistryOptions {
   /** Deep-merged over the generated distribution config (see its configuration docs). */
   extraConfig?: Record<string, unknown>;
+  /** Require Bearer tokens from this token server (anonymous requests get 401 challenges). */
+  auth?: RegistryTokenAuth;
 }
 
 export interface RunningRegistry {
@@ -62,6 +78,11 @@ export interface RunningRegistry {
   host: string;
   /** The registry itself, bypassing the counter (e.g. for seeding). */
   directUrl: string;
+  /**
+   * Where to push seed images: directUrl, or with `auth` an uncounted proxy
+   * that adds an admin token (pull, push) for the repository of each request.
+   */
+  seedUrl: string;
   /** Temp dir holding config.yml and storage/. Removed by stop(). */
   dir: string;
   /** Requests seen by the proxy so far, in arrival order (a copy). */
@@ -110,6 +131,7 @@ function startCountingProxy(
   target: { host: string; port: number },
   record: (req: LoggedRequest) => void,
   state: { interceptor?: Interceptor },
+  authorize?: (path: string) => string,
 ) {
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
   const server: Server = createServer((req, res) => {
@@ -127,8 +149,9 @@ function startCountingProxy(
     if (state.interceptor?.(req, res, logged)) return;
     // The Host header passes through unchanged, so the Location URLs the
     // registry builds (uploads) point back at the proxy.
+    const headers = authorize ? { ...req.headers, authorization: authorize(logged.path) } : req.headers;
     const upstream = httpRequest(
-      { host: target.host, port: target.port, method: req.method, path: url, headers: req.headers, agent },
+      { host: target.host, port: target.port, method: req.method, path: url, headers, agent },
       (upRes) => {
         logged.status = upRes.statusCode;
         res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, upRes.rawHeaders);
@@ -177,6 +200,9 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
           maintenance: { uploadpurging: { enabled: false } },
         },
         http: { addr: `127.0.0.1:${port}`, secret: "tug-test-secret" },
+        ...(opts.auth
+          ? { auth: { token: { realm: opts.auth.realm, service: opts.auth.service, issuer: opts.auth.issuer, rootcertbundle: opts.auth.certPath } } }
+          : {}),
       },
       opts.extraConfig ?? {},
     );
@@ -186,7 +212,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
       daemon = await startDaemon("docker-registry", bin, ["serve", configPath], async () => {
         const res = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1000) });
         await res.arrayBuffer();
-        return res.status === 200;
+        return res.status === 200 || (opts.auth !== undefined && res.status === 401);
       });
     } catch (err) {
       if (attempt < 3 && err instanceof Error && err.message.includes("address already in use")) continue;
@@ -204,12 +230,28 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
     proxy.server.listen(0, "127.0.0.1", () => resolve());
   });
   const proxyPort = (proxy.server.address() as AddressInfo).port;
+  let seed: ReturnType<typeof startCountingProxy> | undefined;
+  let seedUrl = directUrl;
+  if (opts.auth) {
+    const auth = opts.auth;
+    seed = startCountingProxy({ host: "127.0.0.1", port }, () => undefined, {}, (path) => {
+      const name = /^\/v2\/(.+?)\/(?:blobs|manifests|tags)\//.exec(path)?.[1];
+      return `Bearer ${auth.mint(name ? [{ type: "repository", name, actions: ["pull", "push"] }] : [])}`;
+    });
+    const seedServer = seed.server;
+    await new Promise<void>((resolve, reject) => {
+      seedServer.once("error", reject);
+      seedServer.listen(0, "127.0.0.1", () => resolve());
+    });
+    seedUrl = `http://127.0.0.1:${(seedServer.address() as AddressInfo).port}`;
+  }
 
   let stopped = false;
   return {
     url: `http://127.0.0.1:${proxyPort}`,
     host: `127.0.0.1:${proxyPort}`,
     directUrl,
+    seedUrl,
     dir,
     requests: () => [...log],
     countRequests: (filter) => countRequests(log, filter),
@@ -227,6 +269,12 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
       proxy.server.closeAllConnections();
       await new Promise<void>((resolve) => proxy.server.close(() => resolve()));
       proxy.agent.destroy();
+      if (seed) {
+        const s = seed;
+        s.server.closeAllConnections();
+        await new Promise<void>((resolve) => s.server.close(() => resolve()));
+        s.agent.destroy();
+      }
       await stopChild(registry.child);
       await removeTempDir(dir);
     },

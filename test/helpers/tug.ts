@@ -27,6 +27,8 @@ export interface TestTugOptions {
   timeouts?: Record<string, string>;
   extra?: Record<string, unknown>;
   env?: NodeJS.ProcessEnv;
+  /** Default: a silent logger. */
+  logger?: import("pino").Logger;
 }
 
 export async function tempDir(prefix = "tug-test-"): Promise<string> {
@@ -59,7 +61,7 @@ export async function startTug(opts: TestTugOptions): Promise<TestTug> {
   const config = testConfig({ ...opts, dataDir });
   let offset = 0;
   const now = (): number => Date.now() + offset;
-  const runtime = await createRuntime(config, { logger: silentLogger(), now });
+  const runtime = await createRuntime(config, { logger: opts.logger ?? silentLogger(), now });
   const running = await startServer(config, runtime);
   return {
     ...running,
