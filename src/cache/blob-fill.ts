@@ -17,6 +17,7 @@ import { dirname } from "node:path";
 import { Readable } from "node:stream";
 import type { Digest } from "../oci/digest.js";
 import { RegistryError } from "../oci/errors.js";
+import { nextFillEvent } from "./fill-events.js";
 import { BIG_BUFFER_SENDS, SMALL_FILE_CHUNK, filePool, smallFilePool } from "./buffer-pool.js";
 
 export type FillState = "running" | "done" | "failed";
@@ -111,17 +112,7 @@ export class BlobFill extends EventEmitter {
    */
   async started(): Promise<void> {
     while (this.state === "running" && this.written < 2) {
-      await new Promise<void>((resolve) => {
-        const wake = (): void => {
-          this.off("progress", wake);
-          this.off("done", wake);
-          this.off("failed", wake);
-          resolve();
-        };
-        this.on("progress", wake);
-        this.on("done", wake);
-        this.on("failed", wake);
-      });
+      await nextFillEvent(this);
     }
     if (this.state === "failed") throw this.error ?? new Error("fill failed");
   }
@@ -432,19 +423,7 @@ export class FillReader extends Readable {
         this.push(null);
         return;
       }
-      await new Promise<void>((resolve) => {
-        const wake = (): void => {
-          fill.off("progress", wake);
-          fill.off("done", wake);
-          fill.off("failed", wake);
-          this.off("close", wake);
-          resolve();
-        };
-        fill.on("progress", wake);
-        fill.on("done", wake);
-        fill.on("failed", wake);
-        this.on("close", wake);
-      });
+      await nextFillEvent(fill, this);
     }
   }
 

@@ -17,6 +17,7 @@ import type { Coordinator, LeaseHolder } from "../coordination/coordinator.js";
 import { leaseKeys } from "../coordination/coordinator.js";
 import type { Digest } from "../oci/digest.js";
 import { RegistryError } from "../oci/errors.js";
+import { nextFillEvent } from "./fill-events.js";
 import type { BlobFill, FillState } from "./blob-fill.js";
 
 /** What a holder publishes with its lease. */
@@ -142,17 +143,7 @@ export class FleetFill extends EventEmitter {
   /** Like BlobFill.started(): resolves once a byte can be served (the last is held back), rejects if the fill fails first. */
   async started(): Promise<void> {
     while (this.state === "running" && this.written < 2) {
-      await new Promise<void>((resolve) => {
-        const wake = (): void => {
-          this.off("progress", wake);
-          this.off("done", wake);
-          this.off("failed", wake);
-          resolve();
-        };
-        this.on("progress", wake);
-        this.on("done", wake);
-        this.on("failed", wake);
-      });
+      await nextFillEvent(this);
     }
     if (this.state === "failed") throw this.error ?? new Error("fill failed");
   }
@@ -534,19 +525,7 @@ export class FleetReader extends Readable {
 
   #event(): Promise<void> {
     const fill = this.#fill;
-    return new Promise<void>((resolve) => {
-      const wake = (): void => {
-        fill.off("progress", wake);
-        fill.off("done", wake);
-        fill.off("failed", wake);
-        this.off("close", wake);
-        resolve();
-      };
-      fill.on("progress", wake);
-      fill.on("done", wake);
-      fill.on("failed", wake);
-      this.on("close", wake);
-    });
+    return nextFillEvent(fill, this);
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
