@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // The tug command (package.json "bin"): `tug serve | warm | ls | prune`. The
 // commands live in src/cli/; this file only wires the process to them.
+// First: young-generation sizing must be set before the other modules load (observability/heap-tuning.ts).
+import "./cli/early-heap.js";
 import { processIo } from "./cli/cli-io.js";
 import { runCli } from "./cli/run-cli.js";
 

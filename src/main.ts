@@ -6,7 +6,6 @@ import type { Config } from "./config/index.js";
 import { createLogger } from "./observability/logger.js";
 import { createRuntime, type Runtime } from "./runtime.js";
 import { Metrics } from "./observability/metrics.js";
-import { tuneHeap } from "./observability/heap-tuning.js";
 
 export interface RunningServer {
   readonly runtime: Runtime;
@@ -74,7 +73,6 @@ export async function startServer(config: Config, runtime?: Runtime): Promise<Ru
 }
 
 export async function main(config: Config): Promise<void> {
-  tuneHeap();
   const running = await startServer(config);
   const { logger } = running.runtime;
   logger.info({ listen: `${config.listen.host}:${running.port}`, dataDir: config.dataDir, upstreams: Object.keys(config.upstreams) }, "tug is serving");

@@ -4,7 +4,8 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort } from "../../test/helpers/ports.js";
-import { makeTempDir, removeTempDir, requireBinary, startDaemon, stopChild } from "../../test/helpers/process.js";
+import { makeTempDir, onTeardown, removeTempDir, requireBinary, startDaemon, stopChild } from "../../test/helpers/process.js";
+import { processTree } from "./proc-stats.js";
 
 export interface RunningNginx {
   readonly url: string;
@@ -52,11 +53,24 @@ export async function startNginx(file: string): Promise<RunningNginx> {
         const res = await fetch(`${url}/blob`, { method: "HEAD", signal: AbortSignal.timeout(1000) });
         return res.status === 200;
       });
+      // The master dies with us (setpriv's pdeathsig) but its workers would
+      // not: if the bench is cut short, kill them too.
+      const workers = processTree(child.pid!).slice(1);
+      const unregister = onTeardown(() => {
+        for (const w of workers) {
+          try {
+            process.kill(w, "SIGKILL");
+          } catch {
+            // already gone
+          }
+        }
+      });
       return {
         url,
         pid: child.pid!,
         stop: async () => {
           await stopChild(child);
+          unregister();
           await removeTempDir(dir);
         },
       };
