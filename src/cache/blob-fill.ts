@@ -19,6 +19,8 @@ import type { Digest } from "../oci/digest.js";
 import { RegistryError } from "../oci/errors.js";
 import { nextFillEvent } from "./fill-events.js";
 import { BIG_BUFFER_SENDS, SMALL_FILE_CHUNK, filePool, smallFilePool } from "./buffer-pool.js";
+import { noteUpstreamChunk } from "../observability/chunk-churn.js";
+import { bodyChunks } from "./body-chunks.js";
 
 export type FillState = "running" | "done" | "failed";
 
@@ -191,7 +193,7 @@ export class BlobFill extends EventEmitter {
         await this.#startSpill();
       }
       const hash = createHash(this.digest.algorithm);
-      for await (const chunk of body as AsyncIterable<Buffer>) {
+      for await (const chunk of bodyChunks(body)) {
         hash.update(chunk);
         if (fh) {
           try {
@@ -219,6 +221,7 @@ export class BlobFill extends EventEmitter {
           throw new RegistryError("UNAVAILABLE", "upstream sent more bytes than its Content-Length", { status: 502, detail: { digest: this.digest.value } });
         }
         this.emit("progress");
+        noteUpstreamChunk(chunk.length);
         // Spilled: nothing decouples the upstream from the readers any more; keep the window bounded.
         while (this.spill && this.spill.bytes > SPILL_WINDOW_BYTES && this.readers.size > 0 && !body.destroyed) {
           await new Promise<void>((resolve) => {

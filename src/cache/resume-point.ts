@@ -7,6 +7,7 @@
 import { open, type FileHandle } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { RegistryError } from "../oci/errors.js";
+import { bodyChunks } from "./body-chunks.js";
 
 const CHUNK = 1 << 20;
 
@@ -96,7 +97,7 @@ class FileResumePoint implements ResumePoint {
         yield buf;
       }
       let compared = 0;
-      for await (const chunk of upstream as AsyncIterable<Buffer>) {
+      for await (const chunk of bodyChunks(upstream)) {
         let rest = chunk;
         if (skip && compared < this.offset) {
           const n = Math.min(rest.length, this.offset - compared);

@@ -23,3 +23,23 @@ export function tuneHeap(execArgv: readonly string[] = process.execArgv, nodeOpt
   setFlagsFromString("--semi-space-growth-factor=1");
   return true;
 }
+
+const WASM_TIER_FLAG = /--(?:no-)?(?:liftoff|wasm[-_](?:tier[-_]up|dynamic[-_]tiering))/;
+
+/**
+ * Keeps WebAssembly on V8's baseline compiler (Liftoff). tug's only
+ * WebAssembly is undici's HTTP parser, llhttp. Once a download makes it hot,
+ * V8 recompiles it with TurboFan on a background thread, and its register
+ * allocator holds ~36 MiB of compiler zones while it runs. That is the single
+ * largest jump in resident memory during a cold pull (issue 7, seen with
+ * `strace -k` on the arena growth), and it counts against a pod's limit even
+ * though it is freed after. llhttp skips a body's bytes without looking at
+ * them, so the optimised code buys nothing measurable on blob downloads. Must
+ * run before undici compiles llhttp (its first connection). Skipped when the
+ * operator chose a WebAssembly tier; returns whether it applied.
+ */
+export function tuneWasm(execArgv: readonly string[] = process.execArgv, nodeOptions: string = process.env["NODE_OPTIONS"] ?? ""): boolean {
+  if (execArgv.some((a) => WASM_TIER_FLAG.test(a)) || WASM_TIER_FLAG.test(nodeOptions)) return false;
+  setFlagsFromString("--liftoff-only");
+  return true;
+}
