@@ -5,6 +5,7 @@
 // unbounded upload to keep the connection alive. Header size and header /
 // request timeouts (slowloris) are set on the server itself (main.ts).
 import type { MiddlewareHandler } from "hono";
+import type { ServerResponse } from "node:http";
 import { RegistryError } from "../oci/errors.js";
 import { MAX_MANIFEST_BYTES } from "../oci/media-types.js";
 
@@ -23,6 +24,9 @@ export function requestLimits(opts: { maxBodyBytes?: number } = {}): MiddlewareH
         headers: { Connection: "close" },
       });
     }
+    // A response written straight to the Node response (http/send.ts) takes
+    // its headers from there; a Response from c.res.
+    (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing?.setHeader("Connection", "close");
     await next();
     c.res.headers.set("Connection", "close");
   };

@@ -8,6 +8,7 @@ import type { ServerResponse } from "node:http";
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { Metrics } from "../observability/metrics.js";
+import { accessLoggerOf } from "../observability/logger.js";
 
 /** What a handler tells the observer about its request. */
 export interface RequestNotes {
@@ -48,11 +49,8 @@ export function endpointOf(path: string): string {
 
 export function requestObserver(opts: { metrics: Metrics; logger: Logger; accessLog: boolean }): MiddlewareHandler {
   const { metrics, accessLog } = opts;
-  // The access line's fields are fixed and hold no secret (the path has no
-  // query string, the request id is checked above), so it skips the redact
-  // paths: with wildcards they walked every key of every line, a tenth of the
-  // CPU of a cached manifest request (bench profile, issue 7).
-  const logger = opts.logger.child({}, { redact: [] });
+  // Buffered and without redaction (observability/logger.ts).
+  const logger = accessLoggerOf(opts.logger);
   return async function observeRequest(c, next) {
     const started = process.hrtime.bigint();
     const path = c.req.path;

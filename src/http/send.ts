@@ -64,8 +64,20 @@ function pipeRecycling(body: Readable, res: ServerResponse): void {
   res.once("close", onResClose);
 }
 
+/**
+ * A small body (a manifest, a tag list, a token): written with the Node
+ * response itself under @hono/node-server, one writeHead and one end, where a
+ * Response object, its Headers and hono's conversion back to Node cost more
+ * than the rest of a cached manifest request (bench profile, issue 7).
+ */
 export function sendBytes(c: Context, status: number, headers: Record<string, string>, body: Uint8Array | undefined): Response {
-  void c;
+  const outgoing = (c.env as NodeBindings | undefined)?.outgoing;
+  // Not for HEAD: hono answers HEAD by wrapping the GET route's Response.
+  if (outgoing && body !== undefined && c.req.method !== "HEAD") {
+    outgoing.writeHead(status, { ...API_VERSION_HEADER, ...headers });
+    outgoing.end(body);
+    return RESPONSE_ALREADY_SENT;
+  }
   return new Response((body ?? null) as BodyInit | null, { status, headers: { ...API_VERSION_HEADER, ...headers } });
 }
 

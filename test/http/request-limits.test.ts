@@ -63,4 +63,20 @@ describe("request limits", () => {
     expect(res.headers.get("connection")).toBe("close");
     await res.arrayBuffer();
   });
+
+  it("a request with a body answered 200 straight from the Node response (GET /v2/) is also answered with Connection: close", async () => {
+    const { socket, received, closed } = await open();
+    socket.write("GET /v2/ HTTP/1.1\r\nHost: tug\r\nContent-Length: 2\r\n\r\n{}");
+    await new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (received().endsWith("\r\n\r\n{}")) resolve();
+        else socket.once("data", check);
+      };
+      check();
+    });
+    const head = received().split("\r\n\r\n")[0]!.toLowerCase();
+    expect(head).toMatch(/^http\/1\.1 200/);
+    expect(head).toContain("connection: close");
+    await closed;
+  });
 });
