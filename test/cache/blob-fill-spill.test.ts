@@ -23,13 +23,23 @@ vi.mock("node:fs/promises", async (importOriginal) => {
       if (!String(args[0]).includes("blob-") || args[1] !== "wx") return fh;
       let total = 0;
       const write = fh.write.bind(fh) as (...a: unknown[]) => Promise<{ bytesWritten: number }>;
+      const writev = fh.writev.bind(fh) as (...a: unknown[]) => Promise<{ bytesWritten: number }>;
+      const room = (len: number): void => {
+        if (total + len > DISK_LIMIT) throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
+        total += len;
+      };
       return new Proxy(fh, {
         get(target, prop, receiver) {
           if (prop === "write") {
             return async (buf: Buffer, off: number, len: number, pos: number) => {
-              if (total + len > DISK_LIMIT) throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
-              total += len;
+              room(len);
               return write(buf, off, len, pos);
+            };
+          }
+          if (prop === "writev") {
+            return async (bufs: Buffer[], pos: number) => {
+              room(bufs.reduce((n, b) => n + b.length, 0));
+              return writev(bufs, pos);
             };
           }
           const v = Reflect.get(target, prop, receiver) as unknown;

@@ -191,11 +191,12 @@ describe("blobs", () => {
     expect(up.count({ method: "GET", pathIncludes: "/blobs/" })).toBe(1);
   });
 
-  it("a body cut short aborts the client's response and caches nothing", async () => {
+  it("a body cut short is never a clean 200 (an error status, or a cut once bytes were sent) and caches nothing", async () => {
     up.on(B, { kind: "truncate", body: fx.blob, after: fx.blob.length / 2 });
     const res = await fetch(tug.url + B);
     const got = await readBody(res);
-    expect(got.error).toBeDefined();
+    if (res.status === 200) expect(got.error).toBeDefined();
+    else expect(res.status).toBeGreaterThanOrEqual(500);
     expect(got.bytes.length).toBeLessThan(fx.blob.length);
     up.on(B, { kind: "bytes", body: fx.blob });
     const retry = await fetch(tug.url + B);
