@@ -6,6 +6,7 @@
 // JSON, named by date). Every figure comes from this run: each is the median
 // of a few rounds that alternate between the systems, so a burst of load from
 // elsewhere on a shared machine does not land on one system only.
+import { availableParallelism } from "node:os";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -197,11 +198,13 @@ async function measureManifests(samples: Samples, table: ResultTable, servers: S
 async function measureBlobs(samples: Samples, table: ResultTable, servers: Array<Server & { blobUrl: string }>, p: Profile): Promise<unknown[]> {
   const runs: unknown[] = [];
   for (const streams of [1, 4]) {
+    // One wrk thread per stream, up to a core each: one thread reading 4 streams is the bottleneck itself.
+    const threads = Math.min(streams, availableParallelism());
     for (let round = 1; round <= p.rounds; round++) {
       for (const s of servers) {
-        if (p.blobWarmupSeconds > 0) await wrk(s.blobUrl, { connections: streams, durationSeconds: p.blobWarmupSeconds });
+        if (p.blobWarmupSeconds > 0) await wrk(s.blobUrl, { connections: streams, threads, durationSeconds: p.blobWarmupSeconds });
         const before = cpuMs(s.pid);
-        const r: WrkResult = await wrk(s.blobUrl, { connections: streams, durationSeconds: p.blobSeconds });
+        const r: WrkResult = await wrk(s.blobUrl, { connections: streams, threads, durationSeconds: p.blobSeconds });
         const cpu = cpuMs(s.pid) - before;
         const mibs = r.bytesPerSecond / MiB;
         const cpuPerGiB = cpu / (r.bytes / GiB);
@@ -217,6 +220,7 @@ async function measureBlobs(samples: Samples, table: ResultTable, servers: Array
     }
   }
   table.note("blob-1-throughput", `wrk, back-to-back GETs, ${p.blobSeconds} s × ${p.rounds} rounds`);
+  table.note("blob-4-throughput", `wrk with ${Math.min(4, availableParallelism())} threads`);
   table.note("blob-1-cpu", "user + system CPU of the server's processes ÷ bytes wrk received");
   return runs;
 }
