@@ -19,7 +19,7 @@ import type { Digest } from "../oci/digest.js";
 import { RegistryError } from "../oci/errors.js";
 import { nextFillEvent } from "./fill-events.js";
 import { BIG_BUFFER_SENDS, SMALL_FILE_CHUNK, filePool, smallFilePool } from "./buffer-pool.js";
-import { noteUpstreamChunk } from "../observability/chunk-churn.js";
+import { noteUpstreamBytes } from "../observability/chunk-churn.js";
 import { bodyChunks } from "./body-chunks.js";
 
 export type FillState = "running" | "done" | "failed";
@@ -66,14 +66,14 @@ function pending<T>(p: Promise<T>): Promise<T> {
   return p;
 }
 
-/** p's value, or DUE once ms have passed without one. */
-function within<T>(p: Promise<T>, ms: number): Promise<T | typeof DUE> {
-  if (ms <= 0) return Promise.resolve(DUE);
+/** A batch's deadline: resolves to DUE after ms, unless cancelled first. One timer per batch, not per chunk. */
+function deadline(ms: number): { due: Promise<typeof DUE>; cancel(): void } {
   let timer: NodeJS.Timeout | undefined;
   const due = new Promise<typeof DUE>((resolve) => {
-    timer = setTimeout(() => resolve(DUE), ms);
+    timer = setTimeout(resolve, ms, DUE);
+    timer.unref();
   });
-  return Promise.race([p, due]).finally(() => clearTimeout(timer));
+  return { due, cancel: () => clearTimeout(timer) };
 }
 
 /** Writes chunks (n bytes in all) at pos, however many calls it takes. */
@@ -244,8 +244,10 @@ export class BlobFill extends EventEmitter {
       // WRITE_BATCH_BYTES); readers are told of each batch once it is written.
       let batch: Buffer[] = [];
       let batchBytes = 0;
-      let batchSince = 0;
+      let batchDue: ReturnType<typeof deadline> | undefined;
       const writeBatch = async (): Promise<void> => {
+        batchDue?.cancel();
+        batchDue = undefined;
         if (batchBytes === 0) return;
         const chunks = batch;
         const n = batchBytes;
@@ -271,7 +273,7 @@ export class BlobFill extends EventEmitter {
         }
         this.written += n;
         this.emit("progress");
-        noteUpstreamChunk(n);
+        noteUpstreamBytes(n);
         // Spilled: nothing decouples the upstream from the readers any more; keep the window bounded.
         while (this.spill && this.spill.bytes > SPILL_WINDOW_BYTES && this.readers.size > 0 && !body.destroyed) {
           await new Promise<void>((resolve) => {
@@ -293,7 +295,7 @@ export class BlobFill extends EventEmitter {
       let next = pending(chunks.next());
       for (;;) {
         // With bytes waiting to be written, wait for the next chunk only until the batch is due.
-        const r = batchBytes > 0 ? await within(next, batchSince + WRITE_BATCH_MS - performance.now()) : await next;
+        const r = batchDue ? await Promise.race([next, batchDue.due]) : await next;
         if (r === DUE) {
           await writeBatch();
           continue;
@@ -305,7 +307,7 @@ export class BlobFill extends EventEmitter {
         if (this.expectedSize !== undefined && this.written + batchBytes + chunk.length > this.expectedSize) {
           throw new RegistryError("UNAVAILABLE", "upstream sent more bytes than its Content-Length", { status: 502, detail: { digest: this.digest.value } });
         }
-        if (batchBytes === 0) batchSince = performance.now();
+        batchDue ??= deadline(WRITE_BATCH_MS);
         batch.push(chunk);
         batchBytes += chunk.length;
         // Spilled, every chunk goes to the readers at once: there is no write to save.

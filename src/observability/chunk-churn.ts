@@ -9,8 +9,8 @@
 // of a 256 MiB layer that was ~30 MiB of dead chunks at each peak, and a
 // mark-compact (~5 ms, plus ~8 ms of incremental marking) every ~130 ms of
 // download. A minor collection every CHURN_GC_BYTES frees the chunks while
-// they are still young, for well under a millisecond with tug's small young
-// generation (observability/heap-tuning.ts).
+// they are still young, for 0.5–2 ms each on the bench machine with tug's
+// small young generation (observability/heap-tuning.ts).
 //
 // CHURN_GC_BYTES must exceed what a fill keeps of its newest chunks
 // (BlobFill's RECENT_WINDOW_BYTES): a chunk that is still held at two
@@ -23,7 +23,7 @@ export const CHURN_GC_BYTES = 8 << 20;
 
 type MinorGc = () => void;
 
-let released = 0;
+let takenIn = 0;
 let minorGc: MinorGc | null | undefined;
 
 /**
@@ -43,11 +43,11 @@ function loadMinorGc(): MinorGc | null {
   }
 }
 
-/** A fill has hashed and written an upstream chunk of `bytes`. */
-export function noteUpstreamChunk(bytes: number): void {
-  released += bytes;
-  if (released < CHURN_GC_BYTES) return;
-  released = 0;
+/** Fills have hashed and written `bytes` more of upstream chunks. */
+export function noteUpstreamBytes(bytes: number): void {
+  takenIn += bytes;
+  if (takenIn < CHURN_GC_BYTES) return;
+  takenIn = 0;
   minorGc ??= loadMinorGc();
   minorGc?.();
 }

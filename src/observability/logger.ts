@@ -116,7 +116,7 @@ export function createLogger(level: string, opts: LoggerOptions | NodeJS.Writabl
   if (destination === process.stdout) {
     const { urgent, relaxed } = bufferedLineSink(destination);
     const logger = pino(options, urgent);
-    accessLoggers.set(logger, pino({ level, base: { service: "tug" } }, relaxed));
+    accessLoggers.set(logger, pino({ level, base: options.base }, relaxed));
     return logger;
   }
   return pino(options, destination);

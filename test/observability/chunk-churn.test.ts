@@ -4,7 +4,7 @@
 import { PerformanceObserver, constants } from "node:perf_hooks";
 import { describe, expect, it } from "vitest";
 import { RECENT_WINDOW_BYTES } from "../../src/cache/blob-fill.js";
-import { CHURN_GC_BYTES, noteUpstreamChunk } from "../../src/observability/chunk-churn.js";
+import { CHURN_GC_BYTES, noteUpstreamBytes } from "../../src/observability/chunk-churn.js";
 
 const CHUNK = 64 * 1024;
 const arrayBuffers = (): number => process.memoryUsage().arrayBuffers;
@@ -14,7 +14,7 @@ const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve)
 function churn(): void {
   for (let n = 0; n < CHURN_GC_BYTES; n += CHUNK) {
     Buffer.allocUnsafeSlow(CHUNK).fill(n & 0xff);
-    noteUpstreamChunk(CHUNK);
+    noteUpstreamBytes(CHUNK);
   }
 }
 
