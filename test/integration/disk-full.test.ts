@@ -47,6 +47,8 @@ describe("ENOSPC during a fill (4 MiB tmpfs)", () => {
     const got = Buffer.from(await res.arrayBuffer());
     expect(got.length).toBe(b.blob.length);
     expect(sha256(got)).toBe(b.blobDigest);
+    // The warning is written before the last byte is sent, but reaches us through tug's stdout pipe, which races the socket.
+    await waitUntil("the disk-full warning in tug's log", () => tug!.lines().some((l) => String(l["msg"]).includes("disk full during a fill")), { timeoutMs: 5_000 });
     expect(tug.lines().some((l) => String(l["msg"]).includes("disk full during a fill"))).toBe(true);
 
     // Eviction ran (A, the least recently used, went); nothing partial stayed.
